@@ -1,0 +1,62 @@
+# refseg-book: `make book` and `make test` set everything up themselves on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The torch / torchvision pair: these releases install from this project's machines' local disk; on
+# another machine pip takes them from PyPI. Override e.g. `make test TORCH_PKGS="torch torchvision"`.
+TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
+RUN ?= smoke_cris
+
+.PHONY: sync help setup book test test-unit test-notebooks test-book browser reproduce bench clean
+
+help:
+	@echo "make book     execute every notebook with papermill and build the HTML book (_build/html)"
+	@echo "make test     run the whole test suite (unit tests, notebooks under nbval, the built book)"
+	@echo "make reproduce RUN=<params file stem>   train + evaluate one parameter file"
+	@echo "make bench    CPU speed and memory measurements into benchmarks/results/"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PKGS)
+	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (refseg-book)" >/dev/null
+	@touch $@
+
+setup: $(STAMP)
+
+# Headless Chromium for the browser test of the built book (Debian packages; needs root and apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "warning: could not install chromium; the browser test will be skipped"; \
+	  else echo "warning: chromium not installed and cannot install it; the browser test will be skipped"; fi; }
+
+book: $(STAMP)
+	$(PY) tools/build_book.py
+
+test: $(STAMP) browser
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider notebooks/
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests -m "not slow and not browser"
+
+test-book: $(STAMP) browser
+	$(PY) -m pytest tests/test_book_browser.py
+
+reproduce: $(STAMP)
+	$(PY) -m refseg_core train --config params/$(RUN).yaml
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_cpu.py
+
+clean:
+	rm -rf _build
+
+# Regenerate the committed .ipynb (no outputs) from the Jupytext sources.
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --to ipynb --update-metadata '{"jupytext": {"formats": "ipynb,py:percent"}}' notebooks/[0-9][0-9]_*.py

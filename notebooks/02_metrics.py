@@ -1,0 +1,246 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 2. Measuring a mask: IoU, mIoU, oIoU, Pr@X and the gRefCOCO metrics
+#
+# **What you will learn.** How a predicted mask is scored against the referred object; why the same
+# predictions can get two quite different "IoU" numbers (mIoU and oIoU); why that matters when you compare
+# CRIS {cite}`wang2022cris`, which reports mIoU, with LTS {cite}`jing2021lts` and most leaderboards, which
+# report overall IoU; and how generalised referring segmentation (gRefCOCO, {cite}`liu2023gres`) scores
+# expressions that refer to *nothing*.
+#
+# Every number on this page is computed when the notebook runs, on the synthetic dataset of chapter 1,
+# by `refseg_core.metrics`.
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+
+# %% tags=["parameters"]
+data_root = "../_build/data/synthetic"  # where the synthetic dataset is generated (or real data lives)
+seed = 0
+num_images = 240  # synthetic images to generate if the dataset is missing
+split = "val"
+threshold_shift = 0.3  # system A misplaces large objects by this fraction of their width
+
+# %%
+import inspect
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from IPython.display import Markdown, display
+
+from refseg_core import metrics
+from refseg_core.data.refer import Refer
+from refseg_core.data.synthetic import ensure_synthetic
+from refseg_core.metrics import RefSegMetrics, iou
+from refseg_core.viz import overlay
+
+root = ensure_synthetic(data_root, flavour="refcoco", seed=seed, num_images=num_images)
+refer = Refer(root, "refcoco", "unc")
+samples = [(ref, sent) for ref, sent in refer.sentences(split)]
+print(f"{len(samples)} sentences in the {split} split")
+
+# %% [markdown]
+# ## Intersection over union
+#
+# For a predicted binary mask $P$ and the ground truth $G$ of one expression,
+#
+# $$\mathrm{IoU}(P, G) = \frac{|P \cap G|}{|P \cup G|}.$$
+#
+# The official CRIS evaluation adds $10^{-6}$ to the denominator, so an empty prediction of an empty
+# target scores 0 — harmless on RefCOCO, where every expression refers to an object, but wrong for
+# gRefCOCO, which is why it has its own metrics (end of this chapter). The function we use:
+
+# %%
+print(inspect.getsource(metrics.intersection_union))
+print(inspect.getsource(metrics.iou))
+
+# %% [markdown]
+# To have predictions to score without a trained model, we simulate two systems with different
+# failure modes, by transforming the ground truth:
+#
+# * **System A** is exact on small objects but misplaces *large* ones (shifted by a fraction of their
+#   width) — it fails rarely, but on many pixels.
+# * **System B** makes a fixed-size boundary error on *every* object (its masks are dilated by 3 pixels)
+#   — harmless for big objects, devastating for small ones.
+
+# %%
+def dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    t = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return (F.max_pool2d(t, 2 * r + 1, stride=1, padding=r)[0, 0] > 0).numpy()
+
+
+def shift(mask: np.ndarray, frac: float) -> np.ndarray:
+    xs = np.where(mask.any(0))[0]
+    dx = int(round(frac * (xs.max() - xs.min() + 1))) if len(xs) else 0
+    return np.roll(mask, dx, axis=1) & (np.arange(mask.shape[1]) >= dx)[None, :]
+
+
+targets = [refer.ref_mask(ref).astype(bool) for ref, _ in samples]
+areas = np.array([t.sum() for t in targets])
+median_area = np.median(areas)
+system_a = [shift(t, threshold_shift) if t.sum() > median_area else t.copy() for t in targets]
+system_b = [dilate(t, 3) for t in targets]
+
+fig, axes = plt.subplots(1, 4, figsize=(11, 3))
+small, large = int(np.argmin(areas)), int(np.argmax(areas))
+for ax, idx, pred, name in [(axes[0], small, system_a, "A, small"), (axes[1], small, system_b, "B, small"),
+                            (axes[2], large, system_a, "A, large"), (axes[3], large, system_b, "B, large")]:
+    img = refer.load_image(samples[idx][0])
+    overlay(ax, img, pred[idx], contour=targets[idx],
+            title=f"{name}: IoU {iou(pred[idx], targets[idx]):.2f}")
+fig.suptitle("prediction (filled) against the target (outline)", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## mIoU and oIoU: two averages of the same predictions
+#
+# Over a split of $N$ expressions there are two ways to average:
+#
+# $$\mathrm{mIoU} = \frac{1}{N}\sum_{n} \frac{|P_n \cap G_n|}{|P_n \cup G_n|}, \qquad
+#   \mathrm{oIoU} = \frac{\sum_n |P_n \cap G_n|}{\sum_n |P_n \cup G_n|}.$$
+#
+# mIoU gives every *expression* the same weight; oIoU gives every *pixel* the same weight, so large
+# objects dominate it. `RefSegMetrics` accumulates both (and everything below) in a short vector of sums,
+# which is what lets it add up across batches and GPUs without keeping masks.
+
+# %%
+def score(preds):
+    m = RefSegMetrics()
+    ious = m.update_many(preds, targets)
+    return m.compute(), np.array(ious)
+
+
+res_a, ious_a = score(system_a)
+res_b, ious_b = score(system_b)
+keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
+rows = ["| system | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+for name, r in [("A (misplaces large objects)", res_a), ("B (3-px boundary error)", res_b)]:
+    rows.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.2f}" for k in keys) + " |")
+display(Markdown("\n".join(rows)))
+
+winner_m = "A" if res_a["mIoU"] > res_b["mIoU"] else "B"
+winner_o = "A" if res_a["oIoU"] > res_b["oIoU"] else "B"
+print(f"mIoU ranks system {winner_m} first; oIoU ranks system {winner_o} first.")
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.scatter(areas, ious_a, s=10, alpha=0.6, label="system A")
+ax.scatter(areas, ious_b, s=10, alpha=0.6, label="system B")
+ax.set_xscale("log")
+ax.set_xlabel("target area (pixels, log scale)")
+ax.set_ylabel("per-expression IoU")
+ax.set_title("oIoU weights these points by their area; mIoU does not", fontsize=10)
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Why it matters.** The official CRIS code computes the per-sentence IoU and reports their *mean*
+# (CRIS issue #12), while LTS and most later work report overall IoU, and Papers With Code lists CRIS's
+# numbers under "Overall IoU". As the table shows, the two can differ by many points *and* rank systems
+# differently, so a comparison across papers is only fair on the same metric. This book reports both for
+# every run, and the comparison table in the reproduction chapter labels each paper number with its metric.
+#
+# ## Precision at a threshold
+#
+# $\Pr@X$ is the fraction of expressions whose IoU is *strictly* greater than $X$, the official CRIS
+# convention. It reads the distribution of per-sample IoUs that mIoU summarises by its mean:
+
+# %%
+xs = np.linspace(0, 1, 101)
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for name, ious in [("system A", ious_a), ("system B", ious_b)]:
+    ax.plot(xs, [(ious > x).mean() for x in xs], label=name)
+for t in metrics.PR_THRESHOLDS:
+    ax.axvline(t, color="grey", lw=0.5, ls=":")
+ax.set_xlabel("threshold X")
+ax.set_ylabel("Pr@X")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Generalised RES: when an expression refers to several objects, or to none
+#
+# gRefCOCO {cite}`liu2023gres` adds *multi-target* expressions ("all blue shapes": the target is the
+# union of the objects) and *no-target* expressions (describing something absent: the target is empty).
+# A per-sample IoU is undefined for an empty target with an empty prediction, so the GRES evaluator counts
+# four cases, named from the no-target side:
+#
+# | sample | prediction | count | per-sample term | adds to I, U |
+# |---|---|---|---|---|
+# | no target | empty | TP | 1 | nothing |
+# | no target | non-empty | FN | 0 | U += \|P\| |
+# | has target | empty | FP | 0 | U += \|G\| |
+# | has target | non-empty | TN | IoU | I, U as usual |
+#
+# **gIoU** is the mean of the per-sample terms, **cIoU** the cumulative $\sum I / \sum U$, **N-acc**
+# $= TP/(TP+FN)$ and **T-acc** $= TN/(TN+FP)$. We score two simulated systems on the synthetic gRefCOCO
+# split: one that always outputs *some* mask (the dilated target, or a blob when there is no target) and
+# one that in addition says "nothing" whenever the target is empty.
+
+# %%
+groot = ensure_synthetic(data_root, flavour="grefcoco", seed=seed, num_images=num_images)
+grefer = Refer(groot, "grefcoco", "unc")
+gsamples = grefer.sentences(split)
+gtargets = [grefer.ref_mask(ref).astype(bool) for ref, _ in gsamples]
+
+
+def blob(shape):
+    m = np.zeros(shape, dtype=bool)
+    h, w = shape
+    m[h // 3: 2 * h // 3, w // 3: 2 * w // 3] = True
+    return m
+
+
+always = [dilate(t, 1) if t.any() else blob(t.shape) for t in gtargets]
+abstains = [dilate(t, 1) if t.any() else np.zeros_like(t) for t in gtargets]
+gkeys = ["gIoU", "cIoU", "N-acc", "T-acc", "mIoU", "oIoU"]
+rows = ["| system | " + " | ".join(gkeys) + " |", "|---" * (len(gkeys) + 1) + "|"]
+for name, preds in [("always predicts a mask", always), ("says 'nothing' when nothing is there", abstains)]:
+    m = RefSegMetrics()
+    m.update_many(preds, gtargets)
+    r = m.compute()
+    rows.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.2f}" for k in gkeys) + " |")
+n_empty = sum(not t.any() for t in gtargets)
+n_multi = sum(len(grefer.ann_ids(ref)) > 1 for ref, _ in gsamples)
+display(Markdown(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} multi-target.\n\n" + "\n".join(rows)))
+
+# %% [markdown]
+# The first system can never score on a no-target expression (N-acc 0). The classic mIoU punishes the
+# second system for its *correct* empty answers (the official formula gives $0/(0+10^{-6}) = 0$), while
+# gIoU rewards them; cIoU is unchanged by correct empty answers, because they add nothing to either sum.
+#
+# ## Summary
+#
+# * IoU scores one mask; mIoU averages per expression, oIoU per pixel. They can rank systems differently.
+# * CRIS reports mIoU; LTS and most leaderboards report oIoU. Compare like with like.
+# * Pr@X reads the IoU distribution at thresholds (strictly greater than X).
+# * gRefCOCO scores no-target expressions with gIoU, cIoU, N-acc and T-acc.
+#
+# ## Exercises
+#
+# 1. Change `threshold_shift` (a papermill parameter) to 0.1 and to 0.6. When does the ranking flip?
+# 2. Replace system B's 3-pixel error by an error proportional to the object size. Which average moves?
+# 3. Why is cIoU equal to oIoU on any data set, but gIoU not equal to mIoU on gRefCOCO?

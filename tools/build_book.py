@@ -1,0 +1,93 @@
+"""`make book`: execute every notebook with papermill, then build the HTML book with Jupyter Book 1.x.
+
+The committed ``notebooks/NN_topic.ipynb`` carry no outputs. Each is executed by papermill (its
+``parameters`` cell holds the smoke defaults) into a staging copy of the book sources,
+``_build/src/``, which mirrors the repository layout so that Jupyter Book's "open in Colab" buttons point
+at the committed notebooks. Jupyter Book then renders the staged, executed notebooks (it executes
+nothing itself) into ``_build/html``. Sphinx warnings are errors.
+
+Usage: python tools/build_book.py [--only 01_data,02_metrics] [--reuse] [-p name value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "_build"
+STAGE = BUILD / "src"
+
+
+def execute_notebooks(only: set[str] | None, reuse: bool, parameters: dict) -> None:
+    import papermill
+
+    out_dir = STAGE / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for src in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        dst = out_dir / src.name
+        if only and src.stem not in only:
+            continue
+        if reuse and dst.exists() and dst.stat().st_mtime > max(src.stat().st_mtime, _package_mtime()):
+            print(f"[book] {src.name}: reusing {dst.relative_to(ROOT)}", flush=True)
+            continue
+        t0 = time.time()
+        print(f"[book] executing {src.relative_to(ROOT)} ...", flush=True)
+        tmp = dst.with_suffix(".partial.ipynb")
+        papermill.execute_notebook(
+            str(src), str(tmp), cwd=str(src.parent), kernel_name="python3",
+            parameters=parameters, progress_bar=False, log_output=False,
+        )
+        tmp.replace(dst)
+        print(f"[book] {src.name}: {time.time() - t0:.0f} s", flush=True)
+
+
+def _package_mtime() -> float:
+    return max(p.stat().st_mtime for p in (ROOT / "refseg_core").rglob("*.py"))
+
+
+def stage_sources() -> None:
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, STAGE / name)
+    if (STAGE / "book").exists():
+        shutil.rmtree(STAGE / "book")
+    shutil.copytree(ROOT / "book", STAGE / "book")
+
+
+def build_html() -> None:
+    html = BUILD / "html"
+    if html.exists():
+        shutil.rmtree(html)
+    cmd = [sys.executable, "-m", "jupyter_book", "build", str(STAGE), "--path-output", str(ROOT),
+           "--builder", "html", "-W", "--keep-going"]
+    print("[book] " + " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    index = html / "index.html"
+    if not index.exists():
+        raise SystemExit(f"[book] the build finished but {index} is missing")
+    print(f"[book] wrote {index}", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", help="comma-separated notebook stems to execute (others are not executed)")
+    ap.add_argument("--reuse", action="store_true", help="keep executed notebooks newer than their sources")
+    ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="papermill parameter for every executed notebook (YAML value)")
+    args = ap.parse_args(argv)
+    import yaml
+
+    params = {k: yaml.safe_load(v) for k, v in args.p}
+    STAGE.mkdir(parents=True, exist_ok=True)
+    execute_notebooks(set(args.only.split(",")) if args.only else None, args.reuse, params)
+    stage_sources()
+    build_html()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
