@@ -56,6 +56,14 @@ def stage_sources() -> None:
     if (STAGE / "book").exists():
         shutil.rmtree(STAGE / "book")
     shutil.copytree(ROOT / "book", STAGE / "book")
+    # MathJax 3 (SVG output: no web fonts) from the django-static-mathjax wheel, served with the book.
+    import mathjax
+
+    src = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5" / "tex-svg.js"
+    if not src.exists():
+        raise SystemExit(f"[book] MathJax not found at {src}; reinstall the 'book' extra")
+    (STAGE / "_static" / "mathjax").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, STAGE / "_static" / "mathjax" / "tex-svg.js")
 
 
 def build_html() -> None:

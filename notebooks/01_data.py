@@ -1,0 +1,223 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. The task and the data
+#
+# **What you will learn.** What referring image segmentation asks of a model; how RefCOCO, RefCOCO+,
+# G-Ref and gRefCOCO are stored on disk; how this book's synthetic dataset imitates them exactly, so
+# every chapter runs in minutes on a laptop CPU and the *same* code reads the real data; and what a
+# training sample looks like once it has been letterboxed to the network's square input.
+#
+# **The task.** Given an image and a referring expression — "the small green triangle", "the square above
+# the red circle" — output a binary mask of the object (or, in gRefCOCO, objects) it refers to. Unlike
+# semantic segmentation, the class is not fixed: the expression picks *one* instance among others of the
+# same kind, by attributes, by location or by its relation to other objects.
+
+# %%
+import sys
+
+if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+
+# %% tags=["parameters"]
+data_root = "../_build/data/synthetic"  # point this at real data (see the end of the chapter)
+dataset = "refcoco"  # refcoco | refcoco+ | refcocog | grefcoco
+split_by = "unc"
+synthetic = True  # generate the synthetic dataset into data_root when it is missing
+seed = 0
+num_images = 240
+input_size = 128  # the network's square input (416 in the papers)
+
+# %%
+import collections
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import yaml
+from IPython.display import Markdown, display
+
+from refseg_core.data.dataset import RefSegDataset, collate
+from refseg_core.data.refer import Refer
+from refseg_core.data.synthetic import ensure_synthetic
+from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, denormalize, inverse_letterbox, LetterboxParams
+from refseg_core.text import ClipTokenizer, split_words
+from refseg_core.viz import grid, overlay
+
+published = yaml.safe_load(Path("../params/published.yaml").read_text())
+
+# %% [markdown]
+# ## The real datasets
+#
+# RefCOCO and RefCOCO+ {cite}`yu2016refcoco` were collected with the ReferItGame
+# {cite}`kazemzadeh2014referitgame` on COCO images: one player wrote an expression, another clicked the
+# object. RefCOCO+ forbade absolute location words ("left", "top"), so its expressions must use appearance
+# and relations. G-Ref (RefCOCOg) {cite}`mao2016gref` was written without a game and has longer
+# expressions; the UMD split {cite}`nagaraja2016umd` is the one used for segmentation. gRefCOCO
+# {cite}`liu2023gres` adds expressions that refer to several objects or to none. Their sizes (refs per
+# split, read from `params/published.yaml`):
+
+# %%
+rows = ["| dataset | splitBy | " + " | ".join(["train", "val", "testA", "testB", "test"]) + " |", "|---" * 7 + "|"]
+for name, info in published["datasets"].items():
+    refs = info["refs"]
+    rows.append(f"| {name} | {info['splitBy']} | " + " | ".join(f"{refs[s]:,}" if s in refs else "–"
+                                                              for s in ["train", "val", "testA", "testB", "test"]) + " |")
+display(Markdown("\n".join(rows)))
+
+# %% [markdown]
+# All of them use the REFER layout (github.com/lichengunc/refer):
+#
+# ```
+# <data_root>/images/train2014/COCO_train2014_000000xxxxxx.jpg     COCO images
+# <data_root>/refcoco/instances.json       COCO annotations: images, polygon or RLE masks, categories
+# <data_root>/refcoco/refs(unc).p          a pickled list of refs: ref_id, ann_id, image_id, split,
+#                                          sentences [{raw, sent, sent_id, tokens}]
+# <data_root>/grefcoco/grefs(unc).json     gRefCOCO: ann_id may be a list; [-1] means "no target"
+# ```
+#
+# ## The synthetic dataset
+#
+# The real images cannot be downloaded here and would take hours per epoch on a CPU, so the book
+# generates its own data *in exactly these formats*: scenes of coloured shapes on noisy backgrounds, with
+# expressions that need attributes, absolute locations and relations to pick the target. The same
+# `Refer` loader then reads it as it would read RefCOCO.
+
+# %%
+if synthetic:
+    root = ensure_synthetic(data_root, flavour=dataset, seed=seed, num_images=num_images)
+else:
+    root = Path(data_root)
+refer = Refer(root, dataset, split_by)
+print("files:", *sorted(str(p.relative_to(root)) for p in (Path(root) / dataset).iterdir()), sep="\n  ")
+print("splits:", refer.splits())
+
+# %%
+ref, sent = refer.sentences("train")[0]
+print({k: v for k, v in ref.items() if k != "sentences"})
+print(sent)
+
+# %% [markdown]
+# Each ref is one object (one annotation) with one or more sentences. A few training refs, the mask
+# decoded with pycocotools from the polygon or RLE in `instances.json`:
+
+# %%
+train_refs = refer.split_refs("train")
+fig, axes = grid(8, cols=4)
+for ax, ref in zip(axes, train_refs[:8]):
+    overlay(ax, refer.load_image(ref), refer.ref_mask(ref), title=ref["sentences"][0]["raw"])
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Statistics of the splits
+#
+# Split sizes, and the length of the expressions in words: short expressions name attributes, long ones
+# describe relations. We also count which kind of cue each expression uses, by its words.
+
+# %%
+rows = ["| split | refs | sentences | images | words per sentence |", "|---|---|---|---|---|"]
+for s in refer.splits():
+    st = refer.stats(s)
+    rows.append(f"| {s} | {st['refs']} | {st['sentences']} | {st['images']} | {st['mean_words']:.1f} |")
+display(Markdown("\n".join(rows)))
+
+LOCATION = {"left", "right", "top", "bottom", "middle", "center", "centre", "leftmost", "rightmost"}
+RELATION = {"above", "below", "under", "beside", "next", "near", "of", "than"}
+kinds, lengths = collections.Counter(), []
+for _, s in refer.sentences("train"):
+    words = split_words(s["raw"])
+    lengths.append(len(words))
+    kinds["relation" if RELATION & set(words) else "location" if LOCATION & set(words) else "attribute"] += 1
+
+fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
+a.hist(lengths, bins=range(1, max(lengths) + 2), color="tab:blue", rwidth=0.85)
+a.set_xlabel("words per expression")
+a.set_ylabel("sentences")
+b.bar(list(kinds), list(kinds.values()), color="tab:orange")
+b.set_title("cue used (by keyword)", fontsize=10)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## From a ref to a training sample
+#
+# The networks take a square input (416×416 in both papers). CRIS, like YOLO-style detectors, keeps the
+# aspect ratio: the image is scaled so its longer side fits, centred, and the border is filled with the
+# CLIP mean colour — a *letterbox*. The mask goes through the same geometry. To score a prediction we need
+# the exact inverse, from the square back to the original image, so every sample carries its letterbox
+# parameters.
+
+# %%
+tokenizer = ClipTokenizer(word_len=17)
+ds = RefSegDataset(refer, "val", tokenizer, input_size=input_size, train=False)
+item = ds[0]
+lb = LetterboxParams.from_dict(item["meta"]["letterbox"])
+print("image", tuple(item["image"].shape), "tokens", tuple(item["tokens"].shape), "mask", tuple(item["mask"].shape))
+print("letterbox:", lb)
+print("tokens:", item["tokens"].tolist(), "->", repr(tokenizer.decode(item["tokens"])))
+
+back = inverse_letterbox(item["mask"], lb, mode="bilinear")[0] > 0.5
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+overlay(axes[0], denormalize(item["image"], CLIP_MEAN, CLIP_STD), item["mask"][0] > 0.5,
+        title=f"letterboxed {input_size}x{input_size}")
+val_ref, _ = refer.sentences("val")[0]  # evaluation items follow refer.sentences order
+assert val_ref["ref_id"] == item["meta"]["ref_id"]
+overlay(axes[1], refer.load_image(val_ref), item["meta"]["orig_mask"], title=f"original {lb.orig_w}x{lb.orig_h}")
+inter = np.logical_and(back, item["meta"]["orig_mask"]).sum() / max(np.logical_or(back, item["meta"]["orig_mask"]).sum(), 1)
+axes[2].imshow(back, cmap="gray")
+axes[2].set_title(f"mask mapped back: IoU with original {inter:.3f}", fontsize=9)
+axes[2].axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The round trip is not perfect at the boundary: the mask was resampled down to the input size and back.
+# That is the resolution limit every model in this book lives with, and why the official CRIS code
+# thresholds an upsampled *probability* map at the original resolution rather than a small binary mask.
+#
+# A batch stacks images, tokens and masks; the metadata stays a list:
+
+# %%
+batch = collate([ds[i] for i in range(4)])
+print({k: (tuple(v.shape) if hasattr(v, "shape") else f"list of {len(v)}") for k, v in batch.items()})
+
+# %% [markdown]
+# ## Using the real data
+#
+# Set `data_root` to a folder laid out as above and `synthetic = False`, for example with papermill:
+#
+# ```bash
+# papermill notebooks/01_data.ipynb out.ipynb -p data_root /data/refer -p synthetic False -p dataset refcoco+
+# ```
+#
+# The COCO train2014 images come from COCO's own server; the REFER annotation archives are no longer on
+# their original server, so `refseg_core.data.download.prepare_refer_data(data_root, refer_base_url=...)`
+# takes the address of an archived copy, verifies checksums when you give them, and lays the folders out.
+#
+# ## Summary
+#
+# * A sample is (image, expression) -> mask of the referred object(s).
+# * The REFER layout: `instances.json` + `refs(<splitBy>).p` (+ `grefs(unc).json` for gRefCOCO) + COCO images.
+# * The synthetic set is written in that layout, so the real loader reads both.
+# * Letterboxing keeps the aspect ratio; its parameters travel with the sample to map predictions back.
+#
+# ## Exercises
+#
+# 1. Generate the `refcoco+` flavour (`-p dataset refcoco+`). Which cue disappears from the bar chart?
+# 2. Generate the `grefcoco` flavour. How are no-target refs stored, and what does `ref_mask` return?
+# 3. Letterbox with `input_size = 32`. How low does the round-trip IoU get for the smallest objects?
