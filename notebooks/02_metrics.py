@@ -108,7 +108,7 @@ for ax, idx, pred, name in [(axes[0], small, system_a, "A, small"), (axes[1], sm
     img = refer.load_image(samples[idx][0])
     overlay(ax, img, pred[idx], contour=targets[idx],
             title=f"{name}: IoU {iou(pred[idx], targets[idx]):.2f}")
-fig.suptitle("prediction (filled) against the target (outline)", fontsize=10)
+fig.suptitle("prediction (bright, orange outline) against the target (dashed blue outline)", fontsize=10)
 plt.tight_layout()
 plt.show()
 

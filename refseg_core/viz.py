@@ -30,16 +30,24 @@ def to_array(image) -> np.ndarray:
     return arr
 
 
-def overlay(ax, image, mask=None, color=PRED_COLOR, alpha=0.5, title: str | None = None,
+def overlay(ax, image, mask=None, color=PRED_COLOR, dim: float = 0.35, title: str | None = None,
             contour: np.ndarray | None = None, contour_color=TARGET_COLOR, wrap: int = 32):
-    """Draw ``image`` with ``mask`` filled in ``color`` and, optionally, the outline of ``contour``."""
+    """Draw ``image`` with ``mask`` highlighted and, optionally, the outline of ``contour``.
+
+    The mask is shown by dimming everything *outside* it (to ``dim`` of its brightness) and outlining it
+    in ``color``, rather than by tinting it: the synthetic scenes are described by their colours, and a
+    tint would change the very colour an expression names.
+    """
     img = to_array(image).astype(np.float32) / 255.0
     if mask is not None:
         m = np.asarray(mask).astype(bool)
-        img[m] = (1 - alpha) * img[m] + alpha * np.asarray(color)
+        img[~m] *= dim
     ax.imshow(img)
+    if mask is not None and m.any():
+        ax.contour(m.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
     if contour is not None and np.asarray(contour).any():
-        ax.contour(np.asarray(contour).astype(float), levels=[0.5], colors=[contour_color], linewidths=1.5)
+        ax.contour(np.asarray(contour).astype(float), levels=[0.5], colors=[contour_color], linewidths=1.5,
+                   linestyles="dashed")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -111,7 +111,7 @@ def test_notebook_pages_have_figures_and_rendered_math(server, browser):
 def test_internal_links_resolve():
     bad = []
     for path in _pages():
-        for href in re.findall(r'href="([^"#]+)(?:#[^"]*)?"', path.read_text(encoding="utf-8")):
+        for href in re.findall(r'href="([^"#?]+)[^"]*"', path.read_text(encoding="utf-8")):
             if urlparse(href).scheme or href.startswith(("mailto:", "//")):
                 continue
             target = (path.parent / href).resolve()

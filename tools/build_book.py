@@ -24,12 +24,14 @@ STAGE = BUILD / "src"
 
 
 def execute_notebooks(only: set[str] | None, reuse: bool, parameters: dict) -> None:
+    import jupytext
     import papermill
 
     out_dir = STAGE / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for src in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        dst = out_dir / src.name
+    # The Jupytext .py file is the source; the paired .ipynb (for Colab) must match it (tests check).
+    for src in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        dst = out_dir / (src.stem + ".ipynb")
         if only and src.stem not in only:
             continue
         if reuse and dst.exists() and dst.stat().st_mtime > max(src.stat().st_mtime, _package_mtime()):
@@ -37,12 +39,17 @@ def execute_notebooks(only: set[str] | None, reuse: bool, parameters: dict) -> N
             continue
         t0 = time.time()
         print(f"[book] executing {src.relative_to(ROOT)} ...", flush=True)
+        for stale in out_dir.glob(src.stem + ".*.ipynb"):
+            stale.unlink()
         tmp = dst.with_suffix(".partial.ipynb")
+        source_nb = dst.with_suffix(".source.ipynb")
+        jupytext.write(jupytext.read(src), source_nb)
         papermill.execute_notebook(
-            str(src), str(tmp), cwd=str(src.parent), kernel_name="python3",
+            str(source_nb), str(tmp), cwd=str(src.parent), kernel_name="python3",
             parameters=parameters, progress_bar=False, log_output=False,
         )
         tmp.replace(dst)
+        source_nb.unlink()
         print(f"[book] {src.name}: {time.time() - t0:.0f} s", flush=True)
 
 
@@ -70,7 +77,7 @@ def build_html() -> None:
     html = BUILD / "html"
     if html.exists():
         shutil.rmtree(html)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(STAGE), "--path-output", str(ROOT),
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(STAGE), "--path-output", str(ROOT),
            "--builder", "html", "-W", "--keep-going"]
     print("[book] " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
