@@ -86,6 +86,18 @@ def test_compressed_rle(refer, fx):
     np.testing.assert_array_equal(refer.ref_mask(ref_by_id(refer, 2)), fx.masks[102])
 
 
+def test_rle_wrapped_in_a_list_as_official_refer_expects(fx):
+    # The official REFER getMask indexes segmentation[0], so RLE in REFER files is a list of dicts.
+    path = fx.root / "refcoco" / "instances.json"
+    inst = json.loads(path.read_text())
+    for ann in inst["annotations"]:
+        if ann["id"] == 102:
+            ann["segmentation"] = [ann["segmentation"]]
+    write_json(path, inst)
+    r = Refer(fx.root, "refcoco", "unc")
+    np.testing.assert_array_equal(r.ref_mask(ref_by_id(r, 2)), fx.masks[102])
+
+
 def test_uncompressed_rle(refer, fx):
     m = refer.ref_mask(ref_by_id(refer, 3))
     np.testing.assert_array_equal(m, fx.masks[103])

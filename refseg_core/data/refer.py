@@ -305,6 +305,10 @@ class Refer:
     def _ann_rle(self, ref: dict, ann: dict, h: int, w: int) -> dict:
         seg = ann.get("segmentation")
         where = f"ref {ref['ref_id']}, annotation {ann['id']} in {self.instances_file}"
+        if isinstance(seg, list) and seg and all(isinstance(p, dict) for p in seg):
+            # A list of RLE dicts: the form the official REFER ``getMask`` expects for RLE (it indexes
+            # ``segmentation[0]``); the synthetic dataset writes RLE this way. Union of the parts.
+            return mask_utils.merge([self._ann_rle(ref, {**ann, "segmentation": p}, h, w) for p in seg])
         if isinstance(seg, list):
             # Polygons: a flat [x0, y0, x1, y1, ...] per part. Parts with fewer than 3 points enclose
             # nothing, and pycocotools would read a 4-number part as a box, so they are dropped.
