@@ -63,3 +63,41 @@ def test_toc_lists_every_notebook():
     toc = (ROOT / "_toc.yml").read_text()
     for src in SOURCES:
         assert f"notebooks/{src.stem}" in toc, f"{src.stem} missing from _toc.yml"
+
+
+def _parameters(src: Path) -> dict:
+    nb = jupytext.read(src)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    scope: dict = {}
+    exec(compile(cell.source, f"{src.name}:parameters", "exec"), {}, scope)
+    return {k: v for k, v in scope.items() if not k.startswith("_")}
+
+
+SYNTHETIC_KEYS = ("data_root", "synthetic_num_images", "synthetic_seed", "synthetic_image_size")
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_parameters_agree_with_the_smoke_files(src):
+    """One source of truth: a chapter's smoke defaults equal params/smoke_*.yaml for every shared key,
+    and all chapters share one synthetic dataset (same data_root and synthetic_* keys)."""
+    from refseg_core.config import TrainConfig
+
+    params = _parameters(src)
+    smoke = {name: yaml.safe_load((ROOT / "params" / f"smoke_{name}.yaml").read_text()) for name in ("lts", "cris")}
+    model = params.get("model", "")
+    if model.startswith(("lts", "cris")):
+        ref = smoke["lts" if model.startswith("lts") else "cris"]
+        fields = set(TrainConfig.__dataclass_fields__)
+        for key, value in params.items():
+            if key in ref and key in fields and key not in ("output_dir", "data_root"):
+                assert value == ref[key], f"{src.name}: {key} = {value!r}, params/smoke_*.yaml has {ref[key]!r}"
+    for key in SYNTHETIC_KEYS:
+        if key in params:
+            expected = smoke["cris"][key] if key != "data_root" else "../_build/data/synthetic"
+            assert params[key] == expected, f"{src.name}: {key} = {params[key]!r}, expected {expected!r}"
+
+
+def test_smoke_files_share_one_synthetic_dataset():
+    lts, cris = (yaml.safe_load((ROOT / "params" / f"smoke_{n}.yaml").read_text()) for n in ("lts", "cris"))
+    for key in SYNTHETIC_KEYS + ("dataset", "synthetic"):
+        assert lts[key] == cris[key], f"smoke_lts.yaml and smoke_cris.yaml differ on {key}"
