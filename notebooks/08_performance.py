@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # 7. Performance: speed, memory and the official CRIS side by side
+# # 8. Performance: speed, memory and the official CRIS side by side
 #
 # **What you will learn.** How fast one training step, one prediction and one evaluation pass of LTS
 # {cite}`jing2021lts` and CRIS {cite}`wang2022cris` are with this book's code; what bf16 / fp16, the
