@@ -38,8 +38,9 @@ data_root = "../_build/data/synthetic"  # point this at real data (see the end o
 dataset = "refcoco"  # refcoco | refcoco+ | refcocog | grefcoco
 split_by = "unc"
 synthetic = True  # generate the synthetic dataset into data_root when it is missing
-seed = 0
-num_images = 240
+synthetic_seed = 0
+synthetic_num_images = 1200  # images generated if the dataset is missing
+synthetic_image_size = 96
 input_size = 128  # the network's square input (416 in the papers)
 
 # %%
@@ -99,7 +100,8 @@ display(Markdown("\n".join(rows)))
 
 # %%
 if synthetic:
-    root = ensure_synthetic(data_root, flavour=dataset, seed=seed, num_images=num_images)
+    root = ensure_synthetic(data_root, flavour=dataset, seed=synthetic_seed, num_images=synthetic_num_images,
+                            image_size=synthetic_image_size)
 else:
     root = Path(data_root)
 refer = Refer(root, dataset, split_by)

@@ -34,8 +34,9 @@ if "google.colab" in sys.modules:  # in Colab only: install the book's package (
 
 # %% tags=["parameters"]
 data_root = "../_build/data/synthetic"  # where the synthetic dataset is generated (or real data lives)
-seed = 0
-num_images = 240  # synthetic images to generate if the dataset is missing
+synthetic_seed = 0
+synthetic_num_images = 1200  # images generated if the dataset is missing
+synthetic_image_size = 96
 split = "val"
 threshold_shift = 0.3  # system A misplaces large objects by this fraction of their width
 
@@ -54,7 +55,8 @@ from refseg_core.data.synthetic import ensure_synthetic
 from refseg_core.metrics import RefSegMetrics, iou
 from refseg_core.viz import overlay
 
-root = ensure_synthetic(data_root, flavour="refcoco", seed=seed, num_images=num_images)
+root = ensure_synthetic(data_root, flavour="refcoco", seed=synthetic_seed, num_images=synthetic_num_images,
+                        image_size=synthetic_image_size)
 refer = Refer(root, "refcoco", "unc")
 samples = [(ref, sent) for ref, sent in refer.sentences(split)]
 print(f"{len(samples)} sentences in the {split} split")
@@ -201,7 +203,8 @@ plt.show()
 # one that in addition says "nothing" whenever the target is empty.
 
 # %%
-groot = ensure_synthetic(data_root, flavour="grefcoco", seed=seed, num_images=num_images)
+groot = ensure_synthetic(data_root, flavour="grefcoco", seed=synthetic_seed, num_images=synthetic_num_images,
+                        image_size=synthetic_image_size)
 grefer = Refer(groot, "grefcoco", "unc")
 gsamples = grefer.sentences(split)
 gtargets = [grefer.ref_mask(ref).astype(bool) for ref, _ in gsamples]
