@@ -19,7 +19,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: no ipywidgets needed in notebooks
 
 COCO_TRAIN2014_URL = "http://images.cocodataset.org/zips/train2014.zip"
 REFER_ORIGINAL_BASE_URL = "https://bvisionweb1.cs.unc.edu/licheng/referit/data"  # down; kept for reference
