@@ -25,12 +25,7 @@ MODEL_KEYS = ENV_KEYS | {"kind", "model", "input_size", "batch", "precision", "c
                          "images_per_s", "median_s", "peak_mem_mib", "peak_mem_kind", "flops_per_image"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # cris_tiny is marked slow only because `import open_clip` alone takes ~10 s on a busy 2-core machine.

@@ -20,13 +20,7 @@ from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.data.refer import Refer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # 2 shared cores: more threads only spin against each other
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

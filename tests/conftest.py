@@ -1,0 +1,14 @@
+"""Shared pytest fixtures."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's torch work on one thread: on 2 shared cores, more threads only spin against
+    each other (OpenMP barriers under oversubscription)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
