@@ -199,3 +199,20 @@ display(table(rows_by_section["eval"], ["device", "model", "input_size", "batch"
 #   Neither tells what the switch does on a GPU.
 # * The book's training recipe on a GPU (bf16 autocast, `channels_last`, `torch.compile`) is chosen from the
 #   GPU rows, when present.
+#
+# ## Summary
+#
+# * Every number on this page comes from `benchmarks/results/*.json`, and each row names the machine,
+#   the torch version, the date and the load it was measured under.
+# * The CPU rows compare our CRIS with the official code on the same weights, input and batch; the GPU
+#   rows (`python benchmarks/run_gpu.py`) are only shown when a GPU run has been committed.
+# * The data pipeline and the evaluation pass are measured separately from the model, so a slow step can
+#   be traced to its part.
+#
+# ## Exercises
+#
+# 1. Run `make bench` on your machine and re-execute this chapter. Which rows change most, and why?
+# 2. On a GPU, run `python benchmarks/run_gpu.py --official-repo PATH`. Does bf16 with `channels_last`
+#    beat fp32 for CRIS-R50 at batch 64? By how much does `torch.compile` change the first step?
+# 3. Use `benchmarks/flops.py` to count the FLOPs of one LTS train step at 416 and compare them with
+#    CRIS-R50's. Which model would you expect to train faster per image, and does the measurement agree?
