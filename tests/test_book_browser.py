@@ -101,7 +101,8 @@ def test_notebook_pages_have_figures_and_rendered_math(server, browser):
         page, *_ = _open(browser, urljoin(server, rel))
         try:
             n_img = page.evaluate("document.querySelectorAll('.cell_output img').length")
-            assert n_img >= 1, f"{rel}: no figure in the outputs"
+            draws = "plt.show()" in (ROOT / "notebooks" / f"{path.stem}.py").read_text()
+            assert n_img >= 1 or not draws, f"{rel}: the notebook draws figures but the page shows none"
             if page.evaluate("document.body.innerText.includes('$$')"):
                 pytest.fail(f"{rel}: unrendered $$ math")
         finally:
