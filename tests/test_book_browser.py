@@ -148,3 +148,10 @@ def test_search_finds_position_prior_and_screenshots(server, browser):
         page.screenshot(path=str(SHOTS / (Path(name).stem + ".png")), full_page=False)
         page.close()
         assert (SHOTS / (Path(name).stem + ".png")).stat().st_size > 10_000
+
+
+def test_markdown_tables_in_outputs_are_rendered():
+    """Tables printed with IPython.display.Markdown must become HTML tables, not pipes and dashes."""
+    for path in sorted((HTML / "notebooks").glob("*.html")):
+        text = path.read_text(encoding="utf-8")
+        assert "|—|" not in text and "|–|" not in text, f"{path.name}: a Markdown table was printed as text"
