@@ -225,7 +225,8 @@ def main(argv=None) -> int:
         official_repo_commit=args.official_commit or _git_head(repo),
     )
     name = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).replace(" ", "_")
-    out = args.out or ROOT / "benchmarks" / "results" / f"cris_equivalence_{name}.json"
+    suffix = "" if args.arch == "RN50" else f"_{args.arch.lower()}"  # RN50 keeps the name chapter 4 reads
+    out = args.out or ROOT / "benchmarks" / "results" / f"cris_equivalence_{name}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
         json.dump(result, f, indent=2)
