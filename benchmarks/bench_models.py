@@ -1,8 +1,8 @@
 """Model speed: train-step throughput, inference latency (batch 1) and throughput (large batch), peak
 memory, for each (precision, channels_last, torch.compile) configuration.
 
-The train step measured is the engine's own (:func:`refseg_core.engine._train_step` and
-``_backward_step``: autocast, ``model.loss`` through the same ``_LossModule`` wrapper that
+The train step measured is the engine's own (:func:`refseg_core.engine.train_step` and
+``backward_step``: autocast, ``model.loss`` through the same ``LossModule`` wrapper that
 ``torch.compile`` wraps in training, Adam over ``model.param_groups``, a GradScaler for fp16), so a
 number here is the speed of ``python -m refseg_core train`` minus data loading.
 
@@ -94,29 +94,29 @@ def _error_row(row: dict, exc: BaseException) -> dict:
 
 def train_step_fn(model, batch: dict, cfg: BenchConfig, device: torch.device, lr: float = 1e-4):
     """A closure doing one engine train step (forward, loss, backward, Adam step) on ``batch``."""
-    amp = engine._amp_dtype(cfg.precision, device)
+    amp = engine.amp_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
     optimizer = torch.optim.Adam(model.param_groups(lr), lr=lr)
-    loss_module = engine._LossModule(model)
+    loss_module = engine.LossModule(model)
     if cfg.compile:
         loss_module = torch.compile(loss_module)
     step_cfg = types.SimpleNamespace(channels_last=cfg.channels_last, grad_clip=None)
 
     def step():
-        out = engine._train_step(loss_module, batch, optimizer, scaler, step_cfg, device, amp)
-        engine._backward_step(out, loss_module, optimizer, scaler, step_cfg)
+        out = engine.train_step(loss_module, batch, optimizer, scaler, step_cfg, device, amp)
+        engine.backward_step(out, loss_module, optimizer, scaler, step_cfg)
 
     return step
 
 
 def inference_fn(model, batch: dict, cfg: BenchConfig, device: torch.device):
     """A closure running ``model(images, tokens)`` in eval mode under ``torch.no_grad`` and autocast."""
-    amp = engine._amp_dtype(cfg.precision, device)
+    amp = engine.amp_dtype(cfg.precision, device)
     fwd = torch.compile(model) if cfg.compile else model
     images, tokens = batch["image"], batch["tokens"]
 
     def run():
-        with torch.no_grad(), engine._autocast(amp, device):
+        with torch.no_grad(), engine.autocast(amp, device):
             fwd(images, tokens)
 
     return run

@@ -66,13 +66,13 @@ def build_pair(name: str, official_repo: str | Path | None, seed: int = 0):
 
 def official_step_fn(official, batch: dict, precision: str, device: torch.device, lr: float = 1e-4):
     """One step of the official training loop body (see the module docstring)."""
-    amp = engine._amp_dtype(precision, device)
+    amp = engine.amp_dtype(precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
     optimizer = torch.optim.Adam(official.parameters(), lr=lr)
     images, tokens, masks = batch["image"], batch["tokens"], batch["mask"]
 
     def step():
-        with engine._autocast(amp, device):
+        with engine.autocast(amp, device):
             _, _, loss = official(images, tokens, masks)
         optimizer.zero_grad()
         scaler.scale(loss).backward()

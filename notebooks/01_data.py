@@ -53,6 +53,7 @@ import yaml
 from IPython.display import Markdown, display
 
 from refseg_core.data.dataset import RefSegDataset, collate
+from refseg_core.data.expression_kind import expression_kind
 from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import ensure_synthetic
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, denormalize, inverse_letterbox, LetterboxParams
@@ -129,7 +130,10 @@ plt.show()
 # ## Statistics of the splits
 #
 # Split sizes, and the length of the expressions in words: short expressions name attributes, long ones
-# describe relations. We also count which kind of cue each expression uses, by its words.
+# describe relations. We also count which kind of cue each expression uses, by its words
+# (`refseg_core.data.expression_kind`: a relation word such as "above", "next" or "touching" makes it a
+# relation expression, else a location word such as "left" or "top" a location expression, else it names
+# attributes only).
 
 # %%
 rows = ["| split | refs | sentences | images | words per sentence |", "|---|---|---|---|---|"]
@@ -138,13 +142,10 @@ for s in refer.splits():
     rows.append(f"| {s} | {st['refs']} | {st['sentences']} | {st['images']} | {st['mean_words']:.1f} |")
 display(Markdown("\n".join(rows)))
 
-LOCATION = {"left", "right", "top", "bottom", "middle", "center", "centre", "leftmost", "rightmost"}
-RELATION = {"above", "below", "under", "beside", "next", "near", "of", "than"}
 kinds, lengths = collections.Counter(), []
 for _, s in refer.sentences("train"):
-    words = split_words(s["raw"])
-    lengths.append(len(words))
-    kinds["relation" if RELATION & set(words) else "location" if LOCATION & set(words) else "attribute"] += 1
+    lengths.append(len(split_words(s["raw"])))
+    kinds[expression_kind(s["raw"])] += 1
 
 fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
 a.hist(lengths, bins=range(1, max(lengths) + 2), color="tab:blue", rwidth=0.85)

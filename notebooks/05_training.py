@@ -217,18 +217,18 @@ display(Markdown("\n".join(rows)))
 # created for every run but only *enabled* for fp16, so the step is one code path:
 
 # %%
-for fn in (engine._amp_dtype, engine._autocast, engine._train_step, engine._backward_step):
+for fn in (engine.amp_dtype, engine.autocast, engine.train_step, engine.backward_step):
     print(inspect.getsource(fn))
 
 # %% [markdown]
 # **`channels_last`.** A `(B, C, H, W)` tensor is normally stored with the `W` index varying fastest
 # ("NCHW"). `channels_last` keeps the same shape but stores the `C` values of one pixel next to each other
 # ("NHWC"), the layout GPU convolution kernels (Tensor Cores) read best; a model converted with
-# `model.to(memory_format=torch.channels_last)` keeps its weights that way, and `_train_step` converts each
+# `model.to(memory_format=torch.channels_last)` keeps its weights that way, and `train_step` converts each
 # batch. On a CPU the gain, if any, depends on the oneDNN kernels.
 #
 # **Measured here.** A few optimiser steps of the CRIS model of this run, through the engine's own
-# `_train_step` and `_backward_step`, with each setting. The numbers come from *this* machine: on a CPU
+# `train_step` and `backward_step`, with each setting. The numbers come from *this* machine: on a CPU
 # (where the smoke run is) they say nothing about a GPU — many CPUs have no fast bf16 arithmetic, and a
 # shared CPU makes timings noisy. Chapter 8 collects careful benchmarks, GPU ones included.
 
@@ -255,16 +255,16 @@ def make_stepper(prec: str, channels_last: bool):
     m = engine.build_model_for(cfg, probe_refer).to(dev)
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
-    loss_module = engine._LossModule(m)
+    loss_module = engine.LossModule(m, cfg.dice_weight)
     optimizer = torch.optim.Adam(m.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
-    amp = engine._amp_dtype(prec, dev)
+    amp = engine.amp_dtype(prec, dev)
 
     def step() -> tuple[float, float]:
         sync()
         t0 = time.perf_counter()
-        out = engine._train_step(loss_module, batch, optimizer, scaler, cfg, dev, amp)
-        engine._backward_step(out, loss_module, optimizer, scaler, cfg)
+        out = engine.train_step(loss_module, batch, optimizer, scaler, cfg, dev, amp)
+        engine.backward_step(out, loss_module, optimizer, scaler, cfg)
         sync()
         return time.perf_counter() - t0, float(out["loss"].detach())
 
@@ -538,7 +538,7 @@ print(inspect.getsource(atomic_torch_save))
 # exits with status 128 + the signal number):
 
 # %%
-print(inspect.getsource(engine._StopFlag))
+print(inspect.getsource(engine.StopFlag))
 
 # %% [markdown]
 # What the CRIS run just wrote: `last.pt` loads with `torch.load(weights_only=True)`, which refuses

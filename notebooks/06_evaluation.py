@@ -84,7 +84,7 @@ from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import ensure_synthetic
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, LetterboxParams, denormalize, inverse_letterbox
 from refseg_core.metrics import PR_THRESHOLDS, RefSegMetrics
-from refseg_core.text import split_words
+from refseg_core.data.expression_kind import KINDS, LOCATION_WORDS, RELATION_WORDS, expression_kind
 from refseg_core.viz import grid, heatmap, overlay
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto, imported by open_clip's deps
@@ -365,21 +365,14 @@ for key in models:
 # evaluated sentence of every split:
 
 # %%
-LOCATION = {"left", "right", "top", "bottom", "middle", "center", "centre", "leftmost", "rightmost"}
-RELATION = {"above", "below", "under", "beside", "next", "near", "of", "than"}
-KINDS = ("attribute", "location", "relation")
-
-
-def kind_of(text: str) -> str:
-    words = set(split_words(text))
-    return "relation" if RELATION & words else "location" if LOCATION & words else "attribute"
-
+print("relation words:", " ".join(sorted(RELATION_WORDS)))
+print("location words:", " ".join(sorted(LOCATION_WORDS)))
 
 by_kind = {key: collections.defaultdict(list) for key in models}
 for key in models:
     for split in eval_splits:
         for r in records[key, split]:
-            by_kind[key][kind_of(sentence_of[r["sent_id"]][1]["raw"])].append(r)
+            by_kind[key][expression_kind(sentence_of[r["sent_id"]][1]["raw"])].append(r)
 rows = ["| kind | sentences | " + " | ".join(f"{name[k]} mIoU | {name[k]} Pr@0.5" for k in models) + " |",
         "|---" * (2 + 2 * len(models)) + "|"]
 kind_miou = {}
@@ -405,7 +398,7 @@ fig, axes = grid(len(worst), cols=min(6, len(worst)))
 for ax, r in zip(axes, worst):
     ref, sent = sentence_of[r["sent_id"]]
     overlay(ax, refer.load_image(ref), decode(r["mask"]), contour=refer.ref_mask(ref),
-            title=f"{kind_of(sent['raw'])}, IoU {r['iou']:.2f}: {sent['raw']}", wrap=24)
+            title=f"{expression_kind(sent['raw'])}, IoU {r['iou']:.2f}: {sent['raw']}", wrap=24)
 fig.suptitle(f"{name[focus_model]}: the two worst sentences of each kind", fontsize=10)
 plt.tight_layout()
 plt.show()
@@ -465,19 +458,22 @@ if gref_ok:
 # ### Fine-tuning briefly on gRefCOCO
 #
 # A short fine-tune shows what the no-target expressions ask of a model. `engine.train` with
-# `resume=` continues the focus model's chapter-5 run — its weights, optimiser state and final learning
-# rate — on the gRefCOCO training split (whose no-target samples have an all-zero mask) for at most
-# `gref_finetune_s` seconds (`time_limit_s`), then we evaluate it like the others. (`train` ends with a
+# `init_from=` starts a new run from the focus model's chapter-5 weights (and its vocabulary), with a fresh
+# optimiser at the learning rate that run ended with, on the gRefCOCO training split (whose no-target
+# samples have an all-zero mask) for at most `gref_finetune_s` seconds (`time_limit_s`); then we evaluate
+# it like the others. (`train` ends with a
 # validation of its own; `max_eval_items` keeps that one short, since every sentence is scored below.)
 
 # %%
 if gref_ok and gref_finetune_s > 0:
     ck = load_checkpoint(checkpoints[focus_model])
-    ft_cfg = {**ck["config"], "dataset": "grefcoco", "split_by": "unc", "data_root": data_root,
-              "output_dir": gref_output_dir, "epochs": int(ck["epoch"]) + 100, "time_limit_s": float(gref_finetune_s),
-              "eval_every": 1000, "checkpoint_every": 1000, "max_eval_items": 64}
-    ft = engine.train(ft_cfg, progress=True, resume=checkpoints[focus_model])
-    ft_steps = max(r["step"] for r in ft.history) - int(ck["step"])
+    base = ck["config"]
+    ft_cfg = {**base, "dataset": "grefcoco", "split_by": "unc", "data_root": data_root,
+              "init_from": str(checkpoints[focus_model]), "lr": base["lr"] * base["lr_gamma"] ** len(base["milestones"]),
+              "milestones": [], "warmup_steps": 0, "output_dir": gref_output_dir, "epochs": 100,
+              "time_limit_s": float(gref_finetune_s), "eval_every": 1000, "checkpoint_every": 1000, "max_eval_items": 64}
+    ft = engine.train(ft_cfg, progress=True)
+    ft_steps = max(r["step"] for r in ft.history)
     ft_key = f"{focus_model} + grefcoco"
     name[ft_key] = f"{name[focus_model]} + {ft_steps} steps on grefcoco"
     gres[ft_key], grec[ft_key] = engine.evaluate(ft.model, grefer, split="val",

@@ -31,6 +31,7 @@ class TrainConfig:
     model: str = "cris_r50"  # a build_model name: lts, lts_tiny, cris_r50, cris_r101, cris_tiny
     model_overrides: dict = field(default_factory=dict)  # extra keywords for build_model
     pretrained: str | None = None  # open_clip tag ("openai") or a local weights file; None = random init
+    init_from: str | None = None  # start from this checkpoint's model weights (fine-tuning; fresh optimiser)
     # -- data ----------------------------------------------------------------------------------------
     dataset: str = "refcoco"  # refcoco, refcoco+, refcocog, grefcoco
     split_by: str = "unc"  # unc / google (refcoco), unc (refcoco+, grefcoco), umd / google (refcocog)
@@ -57,6 +58,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_steps: int = 0  # linear warm-up from lr/100 over this many optimiser steps
     grad_clip: float | None = None  # max global gradient norm; None = no clipping (CRIS)
+    dice_weight: float = 0.0  # add dice_weight * Dice loss to the model's loss (0 = the papers' losses)
     official_lr_quirk: bool = False  # CRIS code: epoch 1 trains the backbone at the full lr
     bn_eval: bool = False  # keep BatchNorm layers in eval mode while training (tiny batches, DDP test)
     # -- speed ---------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for name in ("lr", "eval_threshold"):
         if not getattr(cfg, name) > 0:
             raise ValueError(f"parameter {name!r} must be > 0, got {getattr(cfg, name)}")
-    for name in ("warmup_steps", "num_workers", "weight_decay", "backbone_lr_mult", "lr_gamma"):
+    for name in ("warmup_steps", "num_workers", "weight_decay", "backbone_lr_mult", "lr_gamma", "dice_weight"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"parameter {name!r} must be >= 0, got {getattr(cfg, name)}")
     if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in cfg.milestones):

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from refseg_core import distributed as distu
 from refseg_core.checkpoint import atomic_torch_save, load_checkpoint, rng_state, set_rng_state
 from refseg_core.config import TrainConfig, make_config, save_config
+from refseg_core.losses import dice_loss
 from refseg_core.metrics import RefSegMetrics
 from refseg_core.postprocess import logits_to_masks, logits_to_probs
 
@@ -179,40 +180,49 @@ class _Shard(Sampler):
 
 
 # ------------------------------------------------------------------------------------- precision
-def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a ``precision`` setting: None (fp32), bf16 or fp16; ``auto`` = bf16 on CUDA."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def _autocast(dtype: torch.dtype | None, device: torch.device):
+def autocast(dtype: torch.dtype | None, device: torch.device):
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context when ``dtype`` is None (fp32)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    """The RefSegModel inside torch.compile / DDP / :class:`_LossModule` wrappers."""
+    """The RefSegModel inside torch.compile / DDP / :class:`LossModule` wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):  # torch.compile
             model = model._orig_mod
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
-        elif isinstance(model, _LossModule):
+        elif isinstance(model, LossModule):
             model = model.model
         else:
             return model
 
 
-class _LossModule(nn.Module):
-    """``forward`` = ``model.loss``: DDP and torch.compile wrap ``forward``, so the loss must be it."""
+class LossModule(nn.Module):
+    """``forward`` = ``model.loss`` (+ ``dice_weight`` x :func:`refseg_core.losses.dice_loss` when > 0).
 
-    def __init__(self, model: nn.Module):
+    DDP and torch.compile wrap ``forward``, so the loss must be it."""
+
+    def __init__(self, model: nn.Module, dice_weight: float = 0.0):
         super().__init__()
         self.model = model
+        self.dice_weight = dice_weight
 
     def forward(self, images, tokens, masks):
-        return self.model.loss(images, tokens, masks)
+        out = self.model.loss(images, tokens, masks)
+        if self.dice_weight > 0:
+            dice = dice_loss(out["logits"], masks)
+            out = dict(out, loss=out["loss"] + self.dice_weight * dice, dice=dice.detach())
+        return out
 
 
 def _set_train_mode(model: nn.Module, bn_eval: bool) -> None:
@@ -287,7 +297,7 @@ def evaluate(
 
     was_training = base.training
     base.eval()
-    amp = _amp_dtype(precision, device)
+    amp = amp_dtype(precision, device)
     metrics = RefSegMetrics()
     records: list[dict] = []
     t0, seen = time.time(), 0
@@ -295,7 +305,7 @@ def evaluate(
         for bi, batch in enumerate(loader):
             images = batch["image"].to(device, non_blocking=True)
             tokens = batch["tokens"].to(device, non_blocking=True)
-            with _autocast(amp, device):
+            with autocast(amp, device):
                 logits = base(images, tokens)
             metas = batch["meta"]
             if "orig_mask" not in metas[0]:
@@ -456,7 +466,7 @@ def _write_json(path: Path, obj: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ signals
-class _StopFlag:
+class StopFlag:
     """SIGINT / SIGTERM set a flag that the loop reads after each step (a checkpoint comes first)."""
 
     def __init__(self):
@@ -481,18 +491,19 @@ class _StopFlag:
 
 
 # -------------------------------------------------------------------------------------------- train
-def _train_step(loss_module: nn.Module, batch: dict, optimizer, scaler, cfg: TrainConfig, device, amp) -> dict:
+def train_step(loss_module: nn.Module, batch: dict, optimizer, scaler, cfg: TrainConfig, device, amp) -> dict:
     """Forward + loss under autocast. Returns the loss dict (``loss`` still attached to the graph)."""
     images = batch["image"].to(device, non_blocking=True)
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     tokens = batch["tokens"].to(device, non_blocking=True)
     masks = batch["mask"].to(device, non_blocking=True)
-    with _autocast(amp, device):
+    with autocast(amp, device):
         return loss_module(images, tokens, masks)
 
 
-def _backward_step(out: dict, model: nn.Module, optimizer, scaler, cfg: TrainConfig) -> None:
+def backward_step(out: dict, model: nn.Module, optimizer, scaler, cfg: TrainConfig) -> None:
+    """Backward of ``out["loss"]`` through the (fp16) scaler, optional clipping, one optimiser step."""
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(out["loss"]).backward()
     if cfg.grad_clip is not None:
@@ -518,7 +529,8 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
 
     ``config`` is a :class:`TrainConfig` or a dict of its fields (a notebook's parameters). ``resume``
     is a checkpoint written by an earlier run (``output_dir/last.pt``): training continues exactly where
-    it stopped (same weights, optimiser, schedule, RNG and data order). Returns a :class:`TrainResult`;
+    it stopped (same weights, optimiser, schedule, RNG and data order). ``config.init_from`` instead
+    takes only the model (and its vocabulary) from a checkpoint and starts a new run (fine-tuning). Returns a :class:`TrainResult`;
     ``output_dir`` receives ``config.yaml``, ``last.pt``, ``log.csv``, ``tb/`` and ``metrics.json``.
 
     Raises :class:`NonFiniteLossError` on a NaN/inf loss (the last good checkpoint is kept),
@@ -544,13 +556,25 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
     seed_everything(cfg.seed)
     refer = prepare_data(cfg, info)
 
-    # ---- model (rebuilt from the checkpoint's own config on resume: same vocabulary, same shapes)
-    if ckpt is not None:
+    # ---- model (rebuilt from the checkpoint's own config on resume / init_from: same vocabulary, shapes)
+    init = None
+    if ckpt is None and cfg.init_from is not None:
+        if not Path(cfg.init_from).is_file():
+            raise FileNotFoundError(f"parameter 'init_from': checkpoint {cfg.init_from} does not exist")
+        init = load_checkpoint(cfg.init_from)
+    source = ckpt if ckpt is not None else init
+    if source is not None:
         from refseg_core.models import build_model
 
-        mcfg = dict(ckpt["model_config"])  # saved with pretrained=None: the weights are in the state dict
-        model = build_model(mcfg.pop("name"), **mcfg)
-        model.load_state_dict(ckpt["model"])
+        mcfg = dict(source["model_config"])  # saved with pretrained=None: the weights are in the state dict
+        name = mcfg.pop("name")
+        if init is not None and name != cfg.model:
+            raise ValueError(f"parameter 'init_from': {cfg.init_from} holds a {name} model, but 'model' is "
+                             f"{cfg.model!r}")
+        model = build_model(name, **mcfg)
+        model.load_state_dict(source["model"])
+        if init is not None:
+            _say(talk, f"weights initialised from {cfg.init_from} (fresh optimiser and schedule)")
     else:
         model = build_model_for(cfg, refer)
     model_config = dict(model.config)
@@ -598,7 +622,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
     if cfg.warmup_steps > 0:
         warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, end_factor=1.0,
                                                    total_iters=cfg.warmup_steps)
-    amp = _amp_dtype(cfg.precision, device)
+    amp = amp_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
 
     history: list[dict] = []
@@ -617,7 +641,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
         _say(talk, f"resumed from {resume}: epoch {start_epoch} done, step {global_step}"
                    + (f", {skip_steps} steps into epoch {start_epoch + 1}" if skip_steps else ""))
 
-    loss_module: nn.Module = _LossModule(model)
+    loss_module: nn.Module = LossModule(model, cfg.dice_weight)
     if info.enabled:
         loss_module = nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -653,7 +677,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
                f"batch {cfg.batch_size} = {info.world_size} x {per_rank}) on {device}, "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
     try:
-        with _StopFlag() as stop:
+        with StopFlag() as stop:
             for epoch in range(start_epoch, cfg.epochs):
                 sampler.set_epoch(epoch)
                 train_ds.set_epoch(epoch)
@@ -666,7 +690,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
                 halt = None
                 for batch in loader:
                     try:
-                        out = _train_step(loss_module, batch, optimizer, scaler, cfg, device, amp)
+                        out = train_step(loss_module, batch, optimizer, scaler, cfg, device, amp)
                         # One collective for the global loss and the stop vote (signal / time limit).
                         want_stop = stop.signum is not None or (
                             cfg.time_limit_s is not None and time.time() - t_start > cfg.time_limit_s)
@@ -682,7 +706,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
                                 f"loss is {loss_value} at step {global_step + 1} (epoch {epoch + 1}, batch "
                                 f"{epoch_step + 1} of {steps_per_epoch}; ref ids {ids[:8]}); the weights of "
                                 f"this step were not updated; last good checkpoint: {saved or 'none yet'}")
-                        _backward_step(out, loss_module, optimizer, scaler, cfg)
+                        backward_step(out, loss_module, optimizer, scaler, cfg)
                     except torch.cuda.OutOfMemoryError as exc:
                         raise OutOfMemory(
                             f"CUDA out of memory at step {global_step + 1} with batch_size {cfg.batch_size} "
@@ -767,6 +791,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
 
 
 __all__ = [
-    "NonFiniteLossError", "OutOfMemory", "TrainResult", "TrainingInterrupted", "build_model_for", "evaluate",
-    "format_comparison", "mask_to_rle", "predict", "prepare_data", "seed_everything", "train", "trivial_baselines",
+    "amp_dtype", "autocast", "backward_step", "build_model_for", "evaluate", "format_comparison", "LossModule",
+    "mask_to_rle", "NonFiniteLossError", "OutOfMemory", "predict", "prepare_data", "seed_everything", "StopFlag",
+    "train", "train_step", "TrainingInterrupted", "TrainResult", "trivial_baselines",
 ]

@@ -123,7 +123,7 @@ def test_resume_after_an_epoch_is_exact(data_root, tmp_path):
 def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, monkeypatch):
     full = engine.train(tiny_config(data_root, tmp_path / "full", epochs=2), progress=False)
     calls = {"n": 0}
-    real = engine._train_step
+    real = engine.train_step
 
     def step(*a, **k):
         calls["n"] += 1
@@ -131,14 +131,14 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
 
-    monkeypatch.setattr(engine, "_train_step", step)
+    monkeypatch.setattr(engine, "train_step", step)
     with pytest.raises(engine.TrainingInterrupted) as e:
         engine.train(tiny_config(data_root, tmp_path / "cut", epochs=2), progress=False)
     assert e.value.signum == signal.SIGTERM and "--resume" in str(e.value)
     ck = load_checkpoint(tmp_path / "cut" / "last.pt")
     assert (ck["epoch"], ck["step"], ck["epoch_step"]) == (1, 4, 1)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or signal.getsignal(signal.SIGTERM) != step
-    monkeypatch.setattr(engine, "_train_step", real)
+    monkeypatch.setattr(engine, "train_step", real)
     resumed = engine.train(tiny_config(data_root, tmp_path / "cut", epochs=2), progress=False,
                            resume=tmp_path / "cut" / "last.pt")
     assert _same(_weights(full.model), _weights(resumed.model), tol=1e-6)
@@ -146,7 +146,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
 
 @pytest.mark.slow
 def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
-    real = engine._train_step
+    real = engine.train_step
     calls = {"n": 0}
 
     def step(*a, **k):
@@ -156,7 +156,7 @@ def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(data_root, tm
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(engine, "_train_step", step)
+    monkeypatch.setattr(engine, "train_step", step)
     with pytest.raises(engine.NonFiniteLossError) as e:
         engine.train(tiny_config(data_root, tmp_path, epochs=2), progress=False)
     msg = str(e.value)
@@ -190,7 +190,7 @@ def test_cuda_oom_names_the_batch_size(data_root, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine, "_train_step", boom)
+    monkeypatch.setattr(engine, "train_step", boom)
     with pytest.raises(engine.OutOfMemory, match="batch_size 4"):
         engine.train(tiny_config(data_root, tmp_path), progress=False)
 
@@ -214,14 +214,43 @@ def test_too_few_refs_for_one_batch(data_root, tmp_path):
 
 def test_official_lr_quirk_runs_epoch_one_backbone_at_full_lr(data_root, tmp_path, monkeypatch):
     seen = []
-    real = engine._train_step
+    real = engine.train_step
 
     def step(loss_module, batch, optimizer, *a, **k):
         seen.append([g["lr"] for g in optimizer.param_groups])
         return real(loss_module, batch, optimizer, *a, **k)
 
-    monkeypatch.setattr(engine, "_train_step", step)
+    monkeypatch.setattr(engine, "train_step", step)
     engine.train(tiny_config(data_root, tmp_path, epochs=2, warmup_steps=0, official_lr_quirk=True,
                              milestones=[5], max_train_items=8), progress=False)
     # lts_tiny groups: [backbone, head]; backbone_lr_mult 0.5
     assert seen == [[1e-3, 1e-3]] * 2 + [[0.5e-3, 1e-3]] * 2
+
+
+def test_init_from_starts_a_new_run_from_the_weights(trained, data_root, tmp_path):
+    cfg = tiny_config(data_root, tmp_path / "ft", epochs=1, init_from=str(trained.checkpoint), lr=1e-12,
+                      warmup_steps=0)
+    ft = engine.train(cfg, progress=False)
+    # a new run: its own step count, and (at lr ~ 0) the weights it started from
+    assert [r["step"] for r in ft.history if "val_mIoU" not in r] == [1, 2, 3]
+    params = lambda m: {k: v.detach() for k, v in m.named_parameters()}  # noqa: E731 (BN running stats move)
+    assert _same(params(ft.model), params(trained.model), tol=1e-6)
+    assert ft.model.tokenizer.itos == trained.model.tokenizer.itos
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        engine.train(tiny_config(data_root, tmp_path / "x", init_from=str(tmp_path / "none.pt")), progress=False)
+    with pytest.raises(ValueError, match="init_from.*lts_tiny"):
+        engine.train(tiny_config(data_root, tmp_path / "y", init_from=str(trained.checkpoint), model="cris_tiny"),
+                     progress=False)
+
+
+def test_dice_weight_adds_the_dice_term(data_root, tmp_path):
+    from refseg_core.losses import dice_loss
+
+    r = engine.train(tiny_config(data_root, tmp_path / "dice", epochs=1, dice_weight=0.5), progress=False)
+    assert all(math.isfinite(row["loss"]) for row in r.history if "loss" in row)
+    logits = torch.full((2, 1, 4, 4), 30.0)
+    full = torch.ones(2, 16, 16)
+    assert float(dice_loss(logits, full)) == pytest.approx(0.0, abs=1e-6)
+    assert float(dice_loss(-logits, full)) == pytest.approx(1 - 1 / 17, abs=1e-4)  # smooth 1, 16 pixels
+    with pytest.raises(ValueError, match="dice_loss"):
+        dice_loss(torch.zeros(2, 3, 4, 4), full)
