@@ -51,11 +51,12 @@ input_size = 96
 word_len = 16
 epochs = 10
 batch_size = 16
-lr = 0.002
+lr = 0.001
 backbone_lr_mult = 1.0
 milestones = [8]
 lr_gamma = 0.1
 warmup_steps = 20
+dice_weight = 1.0  # not in the paper: see chapter 5
 precision = "fp32"
 device = "cpu"
 seed = 0
@@ -515,6 +516,67 @@ for n, res in runs.items():
            if res.stopped_early else "") + " — "
         + ("it **meets** the bar." if ok else "it **does not meet** the bar on this run."))
 display(Markdown("\n".join(verdicts)))
+
+# %% [markdown]
+# ### Why the tiny CRIS learns more slowly on these images
+#
+# CRIS was designed for $416\times416$ inputs: its FPN neck ends at stride 16 and the transformer decoder
+# works on that grid ($26\times26$ at 416 px), and the projector only upsamples it by 4 (Sec. 3.2). LTS
+# fuses and segments at stride 8. The smoke runs feed 96-pixel synthetic images to a CPU, so the CRIS grid
+# is $6\times6$, and a small shape covers about one cell. How much of a mask can a map of that resolution
+# hold at all? `refseg_core.resolution.stride_ceiling` averages each ground-truth mask over the cells of a
+# stride-$s$ grid, interpolates it back and scores it against the original: a rough upper bound for a
+# decoder that works at that stride (a learned upsampler sharpens edges a little). Computed now on the
+# validation masks of this run, with each model's decoding stride read from its own feature maps:
+
+# %%
+from refseg_core.resolution import stride_ceiling
+
+val_refer = engine.prepare_data(result_cris.config)
+val_masks = [val_refer.ref_mask(r) for r in val_refer.split_refs(result_cris.config.val_split)]
+decode_stride = {}
+with torch.no_grad():
+    for n, res in runs.items():
+        m, size = res.model.eval(), res.config.input_size
+        at = next(m.parameters()).device
+        probe = m.tokenizer(["the red circle", "a blue square"]).to(at)
+        feats = (m.forward_features if hasattr(m, "forward_features") else m.locate)(
+            torch.zeros(2, 3, size, size, device=at), probe)
+        grid = feats["decoder"] if "decoder" in feats else feats["fused"]
+        decode_stride[n] = size // grid.shape[-1]
+sizes = sorted({res.config.input_size for res in runs.values()} | {160, 416})
+strides = (4, 8, 16)
+ceiling = {(size, s): stride_ceiling(val_masks, size, s) for size in sizes for s in strides}
+fig, ax = plt.subplots(figsize=(6, 3.2))
+for s in strides:
+    ax.plot(sizes, [100 * ceiling[size, s] for size in sizes], "-o", ms=4, label=f"stride {s}")
+for n, res in runs.items():
+    c = ceiling[res.config.input_size, decode_stride[n]]
+    ax.plot([res.config.input_size], [100 * c], "k*", ms=12)
+    ax.annotate(f"{n} smoke run\n(stride {decode_stride[n]}, {res.config.input_size} px)",
+                (res.config.input_size, 100 * c), textcoords="offset points", xytext=(8, -4), fontsize=8)
+ax.set_xlabel("model input size (px)")
+ax.set_ylabel("ceiling mIoU (%)")
+ax.set_title("how much of the val masks a grid of that stride can hold", fontsize=10)
+ax.set_ylim(0, 100)
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+for n, res in runs.items():
+    print(f"{n}: decodes at stride {decode_stride[n]}; at {res.config.input_size} px the ceiling is "
+          f"{100 * ceiling[res.config.input_size, decode_stride[n]]:.1f} % mIoU; the run reached "
+          f"{100 * res.metrics['mIoU']:.1f} %")
+
+# %% [markdown]
+# On the synthetic images the stride-16 grid of CRIS holds far less of a mask than LTS's stride-8 grid,
+# and the gap closes only at input sizes a 2-core CPU cannot train in minutes (at 160 px a `cris_tiny`
+# step costs about 2.5 times one at 96 px). This is a property of the architecture at small inputs, not of
+# the full-size model: at 416 px the same grid is fine. It is why the CRIS smoke run here stays below the
+# chapter's bar while LTS clears it, and the open question of this chapter is a CPU-sized CRIS setting
+# that learns as clearly. The smoke CRIS run adds a Dice term to its loss (`dice_weight: 1`, not in the
+# paper; `refseg_core.losses`): with a target covering a few percent of the pixels it gets the model past
+# "predict background" sooner.
 
 # %% [markdown]
 # ## Checkpoints and exact resume

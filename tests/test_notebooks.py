@@ -94,6 +94,8 @@ def test_parameters_agree_with_the_smoke_files(src):
         for key, value in params.items():
             if key in ref and key in fields and key not in BUDGET_KEYS:
                 assert value == ref[key], f"{src.name}: {key} = {value!r}, params/smoke_*.yaml has {ref[key]!r}"
+        missing = sorted(k for k in ref if k in fields and k not in BUDGET_KEYS and k not in params)
+        assert not missing, f"{src.name} trains {model} but its parameters cell lacks {missing} of the smoke file"
     for key in SYNTHETIC_KEYS:
         if key in params:
             expected = smoke["cris"][key] if key != "data_root" else "../_build/data/synthetic"
