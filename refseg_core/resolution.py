@@ -6,7 +6,8 @@ a model can only express at stride ``s`` is, at best, roughly the ground truth a
 and interpolated back. :func:`stride_ceiling` measures that: for each ground-truth mask it resizes the
 mask to the model input, area-averages it to the ``input_size / stride`` grid, upsamples it back to the
 original size (bicubic, as the CRIS post-processing does) and scores ``> 0.5`` against the original.
-It is a rough bound (a learned upsampler can sharpen edges a little), not a model.
+It gauges how much of a shape such a grid keeps; it is not a strict bound: a learned upsampler (the CRIS
+projector convolves again at stride 4) can recover part of what the averaging blurs.
 """
 
 from __future__ import annotations
