@@ -49,7 +49,7 @@ lts_config = "../params/smoke_lts.yaml"
 splits = None  # None = every split except train (RefCOCO: val, testA, testB)
 threshold = 0.35  # the official CRIS threshold on the sigmoid
 eval_batch_size = 32
-num_threads = 1  # torch CPU threads: one thread is robust when other processes share the cores
+num_threads = 2  # torch CPU threads; use 1 when other processes share the cores (OpenMP spin-waits)
 focus_model = "cris"  # "cris" or "lts": the model of the step-by-step, threshold and failure sections
 example_index = 0  # validation sentence shown in the post-processing figure
 num_examples = 4  # best / worst sentences shown
