@@ -46,7 +46,7 @@ test-unit: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not browser"
 
 test-book: $(STAMP) browser
-	$(PY) -m pytest tests/test_book_browser.py
+	$(PY) -m pytest tests/test_book_browser.py tests/test_smoke_learning.py
 
 reproduce: $(STAMP)
 	$(PY) -m refseg_core train --config params/$(RUN).yaml

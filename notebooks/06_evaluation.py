@@ -55,7 +55,7 @@ example_index = 0  # validation sentence shown in the post-processing figure
 num_examples = 4  # best / worst sentences shown
 eval_output_dir = "../_build/runs/06_evaluation"  # eval_<dataset>_<split>.json per model (read by chapter 7)
 # gRefCOCO.
-gref_finetune_s = 25.0  # seconds of fine-tuning the focus model on grefcoco train (0 = evaluate only)
+gref_finetune_s = 15.0  # seconds of fine-tuning the focus model on grefcoco train (0 = evaluate only)
 gref_output_dir = "../_build/runs/06_evaluation_grefcoco"
 
 # %%
