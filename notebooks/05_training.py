@@ -574,8 +574,8 @@ for n, res in runs.items():
 
 # %% [markdown]
 # On the synthetic images the stride-16 grid of CRIS holds far less of a mask than LTS's stride-8 grid,
-# and the gap closes only at input sizes a 2-core CPU cannot train in minutes (at 160 px a `cris_tiny`
-# step costs about 2.5 times one at 96 px). This is a property of the architecture at small inputs, not of
+# and the gap closes only at input sizes a 2-core CPU cannot train in minutes (the step cost grows with
+# the number of pixels). This is a property of the architecture at small inputs, not of
 # the full-size model: at 416 px the same grid is fine. It is why the CRIS smoke run here stays below the
 # chapter's bar while LTS clears it, and the open question of this chapter is a CPU-sized CRIS setting
 # that learns as clearly. The smoke CRIS run adds a Dice term to its loss (`dice_weight: 1`, not in the

@@ -530,8 +530,8 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
     ``config`` is a :class:`TrainConfig` or a dict of its fields (a notebook's parameters). ``resume``
     is a checkpoint written by an earlier run (``output_dir/last.pt``): training continues exactly where
     it stopped (same weights, optimiser, schedule, RNG and data order). ``config.init_from`` instead
-    takes only the model (and its vocabulary) from a checkpoint and starts a new run (fine-tuning). Returns a :class:`TrainResult`;
-    ``output_dir`` receives ``config.yaml``, ``last.pt``, ``log.csv``, ``tb/`` and ``metrics.json``.
+    takes only the model (and its vocabulary) from a checkpoint and starts a new run (fine-tuning).
+    Returns a :class:`TrainResult`; ``output_dir`` receives ``config.yaml``, ``last.pt``, ``log.csv``, ``tb/`` and ``metrics.json``.
 
     Raises :class:`NonFiniteLossError` on a NaN/inf loss (the last good checkpoint is kept),
     :class:`OutOfMemory` on CUDA OOM, :class:`TrainingInterrupted` after SIGINT/SIGTERM (checkpoint
