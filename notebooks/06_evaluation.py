@@ -469,7 +469,8 @@ if gref_ok and gref_finetune_s > 0:
     ck = load_checkpoint(checkpoints[focus_model])
     base = ck["config"]
     ft_cfg = {**base, "dataset": "grefcoco", "split_by": "unc", "data_root": data_root,
-              "init_from": str(checkpoints[focus_model]), "lr": base["lr"] * base["lr_gamma"] ** len(base["milestones"]),
+              "init_from": str(checkpoints[focus_model]),
+              "lr": max(g["lr"] for g in ck["optimizer"]["param_groups"]),  # the head's lr when that run ended
               "milestones": [], "warmup_steps": 0, "output_dir": gref_output_dir, "epochs": 100,
               "time_limit_s": float(gref_finetune_s), "eval_every": 1000, "checkpoint_every": 1000, "max_eval_items": 64}
     ft = engine.train(ft_cfg, progress=True)

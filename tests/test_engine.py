@@ -17,6 +17,7 @@ from _engine_data import synthetic_root, tiny_config
 from refseg_core import checkpoint as ckpt_mod
 from refseg_core import engine
 from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
+from refseg_core.config import make_config
 from refseg_core.data.refer import Refer
 
 
@@ -246,8 +247,23 @@ def test_init_from_starts_a_new_run_from_the_weights(trained, data_root, tmp_pat
 def test_dice_weight_adds_the_dice_term(data_root, tmp_path):
     from refseg_core.losses import dice_loss
 
-    r = engine.train(tiny_config(data_root, tmp_path / "dice", epochs=1, dice_weight=0.5), progress=False)
-    assert all(math.isfinite(row["loss"]) for row in r.history if "loss" in row)
+    # the wrapper adds exactly dice_weight x Dice to the model's own loss
+    torch.manual_seed(0)
+    model = engine.build_model_for(make_config(tiny_config(data_root, tmp_path / "m")),
+                                   Refer(data_root, "refcoco", "unc"))
+    images, tokens = torch.randn(2, 3, 32, 32), model.tokenizer(["the red circle", "a blue square"])
+    masks = (torch.rand(2, 1, 32, 32) > 0.7).float()
+    torch.manual_seed(1)
+    plain = engine.LossModule(model)(images, tokens, masks)
+    torch.manual_seed(1)
+    both = engine.LossModule(model, 0.5)(images, tokens, masks)
+    want = plain["loss"] + 0.5 * dice_loss(plain["logits"], masks)
+    assert float(both["loss"]) == pytest.approx(float(want), rel=1e-5) and "dice" in both
+    # and train() passes the config's dice_weight to it: same seed, larger first-step loss
+    runs = [engine.train(tiny_config(data_root, tmp_path / f"dice{w}", epochs=1, dice_weight=w), progress=False)
+            for w in (0.0, 0.5)]
+    first = [next(row["loss"] for row in r.history if "loss" in row) for r in runs]
+    assert first[1] > first[0] and all(math.isfinite(v) for v in first)
     logits = torch.full((2, 1, 4, 4), 30.0)
     full = torch.ones(2, 16, 16)
     assert float(dice_loss(logits, full)) == pytest.approx(0.0, abs=1e-6)
