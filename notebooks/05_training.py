@@ -64,8 +64,9 @@ output_dir = "../_build/runs/05_training_cris"
 log_every = 20
 time_limit_s = 220  # guard: stop, checkpoint and evaluate if a slow machine needs longer
 # The second model: a parameter file read with refseg_core.config.load_config (data_root and output_dir
-# are overridden as above); None skips it.
+# are overridden as above); None skips it. lts_overrides: TrainConfig keys that replace the file's values.
 lts_config = "../params/smoke_lts.yaml"
+lts_overrides = {}
 
 # %%
 from refseg_core.config import field_names, load_config, make_config
@@ -74,7 +75,7 @@ from refseg_core.config import field_names, load_config, make_config
 cris_config = make_config({k: v for k, v in dict(globals()).items() if k in field_names()})
 lts_run = None
 if lts_config is not None:
-    lts_run = load_config(lts_config, {"data_root": cris_config.data_root,
+    lts_run = load_config(lts_config, {**lts_overrides, "data_root": cris_config.data_root,
                                        "output_dir": "../_build/runs/05_training_lts"})
 
 # %%

@@ -46,7 +46,7 @@ lts_checkpoint = "../_build/runs/05_training_lts/last.pt"
 cris_config = "../params/smoke_cris.yaml"
 lts_config = "../params/smoke_lts.yaml"
 # Evaluation.
-splits = None  # None = every split except train (RefCOCO: val, testA, testB)
+splits = None  # None: every split except train (RefCOCO: val, testA, testB)
 threshold = 0.35  # the official CRIS threshold on the sigmoid
 eval_batch_size = 32
 num_threads = 2  # torch CPU threads; use 1 when other processes share the cores (OpenMP spin-waits)
@@ -55,7 +55,7 @@ example_index = 0  # validation sentence shown in the post-processing figure
 num_examples = 4  # best / worst sentences shown
 eval_output_dir = "../_build/runs/06_evaluation"  # eval_<dataset>_<split>.json per model (read by chapter 7)
 # gRefCOCO.
-gref_finetune_s = 15.0  # seconds of fine-tuning the focus model on grefcoco train (0 = evaluate only)
+gref_finetune_s = 15.0  # seconds of fine-tuning the focus model on grefcoco train (0: evaluate only)
 gref_output_dir = "../_build/runs/06_evaluation_grefcoco"
 
 # %%
