@@ -82,6 +82,14 @@ def official_step_fn(official, batch: dict, precision: str, device: torch.device
     return step
 
 
+def _measure(step, device: torch.device, warmup: int, repeats: int) -> tuple[dict, PeakMemory]:
+    """Run ``step`` once (build optimiser state, compile), then time it: ``(summarise(times), peak memory)``."""
+    step()
+    with PeakMemory(device) as mem:
+        times = time_calls(step, device, warmup=warmup, repeats=repeats)
+    return summarise(times), mem
+
+
 def official_recipe(device: torch.device) -> str:
     """The official precision: ``torch.cuda.amp.autocast()`` = fp16 on CUDA; on CPU it does nothing (fp32)."""
     return "fp16" if device.type == "cuda" else "fp32"
@@ -114,11 +122,7 @@ def compare_train_step(name: str, official_repo, device, size: int, batch: int,
     wanted = sorted({c.precision for c in ours_configs} | set(extra))
     for p in wanted:
         try:
-            fn = official_step_fn(official, data, p, device)
-            fn()
-            with PeakMemory(device) as mem:
-                times = time_calls(fn, device, warmup=warmup, repeats=repeats)
-            stats = summarise(times)
+            stats, mem = _measure(official_step_fn(official, data, p, device), device, warmup, repeats)
             official_ips[p] = (round(batch / stats["median_s"], 3), mem, stats)
         except Exception as exc:  # noqa: BLE001 - recorded, not hidden
             official_ips[p] = (None, None, dict(error=f"{type(exc).__name__}: {exc}"[:300]))
@@ -134,11 +138,7 @@ def compare_train_step(name: str, official_repo, device, size: int, batch: int,
         row = dict(environment(device), kind="train_step_vs_official", model=name, input_size=size,
                    batch=batch, precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile)
         try:
-            fn = train_step_fn(ours, batch_c, cfg, device)
-            fn()
-            with PeakMemory(device) as mem:
-                times = time_calls(fn, device, warmup=warmup, repeats=repeats)
-            stats = summarise(times)
+            stats, mem = _measure(train_step_fn(ours, batch_c, cfg, device), device, warmup, repeats)
             ours_ips = round(batch / stats["median_s"], 3)
             row.update(ours_images_per_s=ours_ips, ours_median_s=stats["median_s"], ours_peak_mem_mib=mem.mib,
                        peak_mem_kind=mem.kind)
