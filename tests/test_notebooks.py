@@ -1,5 +1,6 @@
 """The notebooks as sources: Jupytext pairs in sync, one parameters cell, the Colab install cell, no outputs."""
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import yaml
 import refseg_core
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("prepare_nbval", ROOT / "tools" / "prepare_nbval.py")
+prepare_nbval = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(prepare_nbval)
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 
 
@@ -66,11 +70,7 @@ def test_toc_lists_every_notebook():
 
 
 def _parameters(src: Path) -> dict:
-    nb = jupytext.read(src)
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    scope: dict = {}
-    exec(compile(cell.source, f"{src.name}:parameters", "exec"), {}, scope)
-    return {k: v for k, v in scope.items() if not k.startswith("_")}
+    return prepare_nbval.notebook_parameters(src)
 
 
 SYNTHETIC_KEYS = ("data_root", "synthetic_num_images", "synthetic_seed", "synthetic_image_size")

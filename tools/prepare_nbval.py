@@ -28,21 +28,17 @@ NBVAL = ROOT / "_build" / "nbval"
 LINKED = ("params", "benchmarks", "results", "tools")
 
 
-def notebook_parameters(src: Path) -> set[str]:
-    """Names assigned in the chapter's ``parameters`` cell."""
-    import ast
-
+def notebook_parameters(src: Path) -> dict:
+    """The values the chapter's ``parameters`` cell assigns (the cell is executed on its own)."""
     import jupytext
 
     nb = jupytext.read(src)
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
         raise SystemExit(f"[nbval] {src.name}: expected one cell tagged 'parameters', found {len(cells)}")
-    names = set()
-    for node in ast.parse(cells[0].source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        names.update(t.id for t in targets if isinstance(t, ast.Name))
-    return names
+    scope: dict = {}
+    exec(compile(cells[0].source, f"{src.name}:parameters", "exec"), {}, scope)
+    return {k: v for k, v in scope.items() if not k.startswith("_")}
 
 
 def load_quick_parameters(path: Path, sources: list[Path]) -> dict[str, dict]:
@@ -59,7 +55,7 @@ def load_quick_parameters(path: Path, sources: list[Path]) -> dict[str, dict]:
             raise SystemExit(f"[nbval] {path.name}: unknown chapter {chapter!r}; chapters: {', '.join(stems)}")
         if not isinstance(params, dict):
             raise SystemExit(f"[nbval] {path.name}: {chapter} must map parameter names to values")
-        unknown = set(params) - notebook_parameters(stems[chapter])
+        unknown = set(params) - set(notebook_parameters(stems[chapter]))
         if unknown:
             raise SystemExit(f"[nbval] {path.name}: {chapter} has no parameter(s) {sorted(unknown)}")
     return quick
