@@ -1,16 +1,16 @@
 """`make test`'s nbval pass runs papermill-prepared copies of the chapters with tests/nbval_quick.yaml."""
 
-import importlib.util
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from _tools import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
-_spec = importlib.util.spec_from_file_location("prepare_nbval", ROOT / "tools" / "prepare_nbval.py")
-prepare_nbval = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare_nbval)
+prepare_nbval = load_tool("prepare_nbval")
 
 
 def test_quick_parameters_name_real_chapters_and_parameters():
@@ -35,7 +35,7 @@ def test_parameters_cell_names_are_read():
 def test_bad_quick_parameters_name_the_fault(tmp_path, text, fault):
     path = tmp_path / "quick.yaml"
     path.write_text(text)
-    with pytest.raises(SystemExit, match=fault.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SystemExit, match=re.escape(fault)):
         prepare_nbval.load_quick_parameters(path, SOURCES)
 
 

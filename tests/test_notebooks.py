@@ -1,6 +1,5 @@
 """The notebooks as sources: Jupytext pairs in sync, one parameters cell, the Colab install cell, no outputs."""
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -10,11 +9,10 @@ import pytest
 import yaml
 
 import refseg_core
+from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("prepare_nbval", ROOT / "tools" / "prepare_nbval.py")
-prepare_nbval = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(prepare_nbval)
+prepare_nbval = load_tool("prepare_nbval")
 SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 
 
