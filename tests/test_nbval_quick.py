@@ -31,6 +31,7 @@ def test_parameters_cell_names_are_read():
     ("05_training: {epochz: 1}\n", "no parameter(s) ['epochz']"),
     ("05_training: 3\n", "must map parameter names"),
     ("05_training: {epochs: [1\n", "cannot read"),
+    ("- 05_training\n", "must map chapter names"),
 ])
 def test_bad_quick_parameters_name_the_fault(tmp_path, text, fault):
     path = tmp_path / "quick.yaml"

@@ -49,6 +49,8 @@ def load_quick_parameters(path: Path, sources: list[Path]) -> dict[str, dict]:
         quick = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise SystemExit(f"[nbval] cannot read {path}: {e}") from e
+    if not isinstance(quick, dict):
+        raise SystemExit(f"[nbval] {path.name} must map chapter names to parameters, got {type(quick).__name__}")
     stems = {s.stem: s for s in sources}
     for chapter, params in quick.items():
         if chapter not in stems:
