@@ -580,16 +580,19 @@ for n, res in runs.items():
 # but it is not the whole story. The tuning runs listed in `params/smoke_cris.yaml` (run outside this
 # chapter) gave the tiny CRIS a finer grid, larger shapes, a deeper decoder and a longer schedule, and
 # none of them cleared the bar; the longer schedule, which runs past the 4-minute budget, helped most.
-# The other difference is where the models start. Both tiny models here start from random weights, while the
-# papers start from pretrained encoders (CRIS from CLIP; LTS is commonly described as using a DarkNet-53
-# pretrained for detection, which we could not verify). CRIS relies on CLIP's image-text alignment to
-# find the referred object, and a randomly initialised tiny CLIP must first learn it. Whether a suitably
-# pretrained tiny CLIP would close the gap is open: the one quick attempt listed in the smoke file (a
-# tiny CLIP pretrained on object crops) did not help. A CPU-sized CRIS setting that clears the chapter's
-# bar is an open question of this book. The smoke CRIS run adds a Dice term to its loss
-# (`dice_weight: 1`, not in the paper; `refseg_core.losses`). We chose it while tuning the smoke file, where it got the model past
-# "predict background" sooner; this chapter does not re-run that comparison (set `dice_weight = 0` to
-# see the paper's loss alone).
+#
+# The other difference is where the models start. Both tiny models here start from random weights,
+# while the papers start from pretrained encoders (CRIS from CLIP; LTS is commonly described as using a
+# DarkNet-53 pretrained for detection, which we could not verify). CRIS relies on CLIP's image-text
+# alignment to find the referred object, and a randomly initialised tiny CLIP must first learn it.
+# Whether a suitably pretrained tiny CLIP would close the gap is open: the one quick attempt listed in
+# the smoke file (a tiny CLIP pretrained on object crops) did not help. A CPU-sized CRIS setting that
+# clears the chapter's bar is an open question of this book.
+#
+# The smoke CRIS run adds a Dice term to its loss (`dice_weight: 1`, not in the paper;
+# `refseg_core.losses`). We chose it while tuning the smoke file, where it got the model past "predict
+# background" sooner; this chapter does not re-run that comparison (set `dice_weight = 0` to see the
+# paper's loss alone).
 
 # %% [markdown]
 # ## Checkpoints and exact resume

@@ -42,6 +42,6 @@ def test_lts_smoke_run_learned():
     _check(_run("lts"))
 
 
-@pytest.mark.xfail(reason="issue 5: cris_tiny on 96-px synthetic images stays below the bar (~0.35)", strict=True)
+@pytest.mark.xfail(reason="issue 5: cris_tiny on 96-px synthetic images stays below the bar (chapter 5)", strict=True)
 def test_cris_smoke_run_learned():
     _check(_run("cris"))
