@@ -584,13 +584,13 @@ for n, res in runs.items():
 # The other difference is where the models start. Both tiny models here start from random weights,
 # while the papers start from pretrained encoders (CRIS from CLIP; LTS is commonly described as using a
 # DarkNet-53 pretrained for detection, which we could not verify). CRIS relies on CLIP's image-text
-# alignment to find the referred object, and a randomly initialised tiny CLIP must first learn it.
+# alignment to find the referred object; from random weights, the tiny model must learn it itself.
 #
-# The random tiny CLIP *image encoder* is not what holds CRIS back. LTS built on that same encoder
-# (`lts_tiny` with `backbone="clip_tiny"`) learns as fast as with its DarkNet. The diagnostic runs listed
-# in `params/smoke_cris.yaml` also swapped the text encoder for LTS's bi-GRU, gated the image by the
-# sentence at every neck level, and changed the learning rate and the start of the mask bias. None of
-# them moved the tiny CRIS out of its band. What remains is the CRIS neck and decoder: the object is
+# Where does that learning stall? The diagnostic runs listed in `params/smoke_cris.yaml` (run outside
+# this chapter) rule out the random tiny CLIP *image encoder*: LTS built on that same encoder
+# (`lts_tiny` with `backbone="clip_tiny"`) learns as fast as with its DarkNet. They also swapped the
+# text encoder for LTS's bi-GRU, gated the image by the sentence at every neck level, and changed the
+# learning rate and the start of the mask bias. None of them moved the tiny CRIS out of its band. What remains is the CRIS neck and decoder: the object is
 # picked on the stride-16 grid, and the sentence meets the image only as a channel gate at stride 32
 # and through cross-attention. In the paper these layers receive CLIP's aligned image and sentence
 # embeddings; here they must learn that alignment from scratch.
