@@ -9,13 +9,15 @@ STAMP := $(VENV)/.installed
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 RUN ?= smoke_cris
 
-.PHONY: sync help setup book test test-unit test-notebooks test-book browser reproduce bench clean
+.PHONY: sync help setup book test test-unit test-notebooks test-book browser reproduce bench clean gpu-kit gpu-check
 
 help:
 	@echo "make book     execute every notebook with papermill and build the HTML book (_build/html)"
 	@echo "make test     run the whole test suite (unit tests, every notebook cell under nbval with short training)"
 	@echo "make reproduce RUN=<params file stem>   train + evaluate one parameter file"
 	@echo "make bench    CPU speed and memory measurements into benchmarks/results/"
+	@echo "make gpu-kit  prepare .gpu_kit/ (wheels, official CRIS code) for the one-call GPU check"
+	@echo "make gpu-check  run the GPU check (on the GPU machine, with .gpu_kit carried); see benchmarks/README.md"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +61,25 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_cpu.py
+
+# The GPU check (benchmarks/gpu_check.py): `make gpu-kit` here, then `make gpu-check` on the GPU machine with
+# .gpu_kit carried. It runs under that machine's own python3 (GPU_PYTHON), adding the kit's wheels only where
+# an import is missing; rows go to $$OUT (the device call's folder) or _build/gpu_check.
+GPU_KIT ?= .gpu_kit
+GPU_PYTHON ?= python3
+GPU_SITE ?= /tmp/refseg_gpu_site
+GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),_build/gpu_check)
+GPU_CHECK_ARGS ?=
+
+gpu-kit: $(STAMP)
+	$(PY) benchmarks/gpu_kit.py --out $(GPU_KIT)
+
+gpu-check:
+	@$(GPU_PYTHON) -c "import open_clip, pycocotools, ftfy" 2>/dev/null || \
+	  $(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+	    --target $(GPU_SITE) $(GPU_KIT)/wheels/*.whl
+	PYTHONPATH=$(GPU_SITE):$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PYTHON) benchmarks/gpu_check.py \
+	  --official-repo $(GPU_KIT)/CRIS.pytorch --out $(GPU_CHECK_OUT) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf _build
