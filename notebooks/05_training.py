@@ -529,8 +529,8 @@ display(Markdown("\n".join(verdicts)))
 # stride-$s$ grid, interpolates it back and scores it against the original. That gauges how much of a
 # shape such a grid keeps. It is not a strict bound: the learned upsampling after the grid (CRIS's
 # projector convolves again at stride 4) recovers part of what the averaging blurs, so a model can score
-# above it. Computed now on the validation masks of this run, with each model's decoding stride read from
-# its own feature maps:
+# above it. Computed now on the validation masks of this run, with each model's decoding stride,
+# `model.decoder_stride`, checked against the grid of the `decoder` map its `forward_features` returns:
 
 # %%
 from refseg_core.resolution import stride_ceiling
@@ -542,10 +542,9 @@ with torch.no_grad():
         m, size = res.model.eval(), res.config.input_size
         at = next(m.parameters()).device
         probe = m.tokenizer(["the red circle", "a blue square"]).to(at)
-        feats = (m.forward_features if hasattr(m, "forward_features") else m.locate)(
-            torch.zeros(2, 3, size, size, device=at), probe)
-        grid = feats["decoder"] if "decoder" in feats else feats["fused"]
-        decode_stride[n] = size // grid.shape[-1]
+        grid = m.forward_features(torch.zeros(2, 3, size, size, device=at), probe)["decoder"]
+        assert size // grid.shape[-1] == m.decoder_stride, (n, grid.shape)
+        decode_stride[n] = m.decoder_stride
 sizes = sorted({res.config.input_size for res in runs.values()} | {160, 416})
 strides = (4, 8, 16)
 ceiling = {(size, s): stride_ceiling(val_masks, size, s) for size in sizes for s in strides}
