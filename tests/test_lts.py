@@ -151,9 +151,9 @@ def test_vocab_forms_and_unknown_words():
     same = build_model("lts_tiny", vocab=WordVocab(WORDS, max_len=5))
     assert same.tokenizer(["the purple square"]).tolist() == [tokens[0, :5].tolist()]
     default = build_model("lts_tiny")  # None -> the synthetic generator's words
-    from refseg_core.data.synthetic import vocabulary
+    from refseg_core.vocabulary import synthetic_vocabulary
 
-    assert default.tokenizer.itos[2:] == list(vocabulary())
+    assert default.tokenizer.itos[2:] == synthetic_vocabulary()
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -50,6 +50,7 @@ from refseg_core.models.darknet import DarkNet53, load_darknet_weights
 from refseg_core.models.gru_text import GRUTextEncoder
 from refseg_core.models.layers import MultiHeadAttention, add_coords, conv_bn_relu
 from refseg_core.text import WordVocab
+from refseg_core.vocabulary import synthetic_vocabulary
 
 # Output biases start at logit(0.1) (RetinaNet's "prior probability" init): a referred object covers a
 # minority of cells, and starting at p = 0.5 makes the first hundreds of steps learn only that.
@@ -455,9 +456,7 @@ def _resolve_vocab(vocab, word_len) -> WordVocab:
     if isinstance(vocab, WordVocab):
         return vocab if word_len is None else WordVocab(vocab.itos[2:], max_len=word_len)
     if vocab is None:
-        from refseg_core.data.synthetic import vocabulary  # lazy: the data package is not a model dependency
-
-        vocab = vocabulary()
+        vocab = synthetic_vocabulary()
     if isinstance(vocab, str) or not all(isinstance(w, str) for w in vocab):
         raise ValueError("vocab must be a WordVocab, a list of words, or None (the synthetic vocabulary)")
     return WordVocab(list(vocab), max_len=20 if word_len is None else word_len)
