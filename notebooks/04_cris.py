@@ -134,7 +134,7 @@ def show(obj):
 # random weights, kept here as data.
 
 # %%
-OFFICIAL_PARAMS_M = {  # official code, REFERENCE.md §1 (millions of parameters, random weights)
+OFFICIAL_PARAMS_M = {  # the official CRIS.pytorch model with random weights (millions of parameters)
     "cris_r50": {"CLIP backbone": 104.1, "FPN neck": 24.1, "decoder": 12.6, "projector": 6.0, "total": 146.8},
     "cris_r101": {"total": 161.3},
 }
@@ -155,7 +155,7 @@ with torch.no_grad():
 print(f"built and ran {full_model} at {full_input_size}x{full_input_size} in {time.time() - t0:.1f} s")
 
 official = OFFICIAL_PARAMS_M.get(full_model, {})
-rows = ["| part | ours (M, counted now) | official code (M, REFERENCE.md) |", "|---|---|---|"]
+rows = ["| part | ours (M, counted now) | official code (M, random weights) |", "|---|---|---|"]
 rows += [f"| {k} | {v / 1e6:.2f} | {official.get(k, '–')} |" for k, v in counts.items()]
 display(Markdown("\n".join(rows)))
 

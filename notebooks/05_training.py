@@ -122,7 +122,7 @@ if lts_run is not None:
 # from the parameter file the full run uses, `params/cris_r50_refcoco.yaml`:
 
 # %%
-# Official configs, REFERENCE.md §1 (config/refcoco/cris_r50.yaml and train.py of CRIS.pytorch).
+# The official CRIS.pytorch config/refcoco/cris_r50.yaml and train.py.
 OFFICIAL_CRIS = {
     "optimizer": "Adam",
     "lr": 1e-4,
@@ -145,7 +145,7 @@ OFFICIAL_CRIS = {
 }
 ours = full_recipe.to_dict()
 ours["optimizer"] = "Adam (engine.train)"
-rows = ["| parameter | official CRIS (official configs, REFERENCE.md) "
+rows = ["| parameter | official CRIS (config/refcoco/cris_r50.yaml, train.py) "
         "| this book (params/cris_r50_refcoco.yaml) | |", "|---|---|---|---|"]
 for key, official in OFFICIAL_CRIS.items():
     mine = ours[key]
@@ -155,7 +155,7 @@ display(Markdown("\n".join(rows)))
 
 # %% [markdown]
 # Beyond these values, the official training script has properties that users of it keep running into
-# (REFERENCE.md §1 and §5). What we did about each, and why:
+# (the issues of DerrickWang005/CRIS.pytorch cited below). What we did about each, and why:
 #
 # | official code | this book | why |
 # |---|---|---|
