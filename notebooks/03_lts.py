@@ -175,7 +175,7 @@ def trace_shapes(net, images, tokens):
                 lambda m, inp, out, name=name: rows.append((name, shape_of(inp), shape_of(out)))))
     try:
         with torch.no_grad():
-            out = net.locate(images, tokens)
+            out = net.forward_features(images, tokens)
     finally:
         for h in handles:
             h.remove()
@@ -291,11 +291,14 @@ show(lts_module.prior_target_mask)
 # head decodes the mask: a $3\times3$ convolution, parallel dilated $3\times3$ convolutions (rates 1, 2, 4:
 # context at several ranges), a $1\times1$ merge, upsampling to stride 4, and two more convolutions. The
 # prior is not detached, so the mask loss also refines it. Without the prior (`use_prior=False`, the
-# ablation below) the same head sees $F$ alone.
+# ablation below) the same head sees $F$ alone. `LTS.forward_features` runs the whole model and returns
+# its intermediates by name: `fused` ($F$), `prior_logits` ($P$), `decoder` ($[F; \sigma(P)]$, what the
+# head reads, at `model.decoder_stride` = 8), `word_attention` and `logits`. CRIS returns the same keys
+# (chapter 4); `model(images, tokens)` is its `logits`.
 
 # %%
 show(lts_module.SegmentHead.forward)
-show(lts_module.LTS._run)
+show(lts_module.LTS.forward_features)
 
 # %% [markdown]
 # The loss adds the two binary cross-entropies, $\lambda$ = `prior_weight` (1.0; the paper gives no
@@ -471,7 +474,7 @@ if not has_pair:
 @torch.no_grad()
 def run_locate(net, b):
     net.eval()
-    out = net.locate(b["image"], b["tokens"])
+    out = net.forward_features(b["image"], b["tokens"])
     prob = torch.sigmoid(F.interpolate(out["logits"], size=b["image"].shape[-2:], mode="bilinear",
                                        align_corners=False))
     out["mask"] = (prob[:, 0] > cfg.eval_threshold).numpy()
@@ -520,10 +523,10 @@ display(Markdown("\n".join(rows)))
 # %% [markdown]
 # ## Which words do the pixels attend to?
 #
-# In the transformer variant every pixel attends to the words of the expression. `model.locate(...)`
-# returns the last layer's cross-attention, averaged over heads, as `word_attention` $(B, L, h, w)$: for
-# word $l$, how much each position attends to it (each pixel's weights sum to 1 over the words). One row
-# per expression; bright cells attend strongly to that word.
+# In the transformer variant every pixel attends to the words of the expression.
+# `model.forward_features(...)` returns the last layer's cross-attention, averaged over heads, as
+# `word_attention` $(B, L, h, w)$: for word $l$, how much each position attends to it (each pixel's
+# weights sum to 1 over the words). One row per expression; bright cells attend strongly to that word.
 
 # %%
 attn = out_t["word_attention"]

@@ -134,7 +134,7 @@ def show(obj):
 # random weights, kept here as data.
 
 # %%
-OFFICIAL_PARAMS_M = {  # official code, REFERENCE.md §1 (millions of parameters, random weights)
+OFFICIAL_PARAMS_M = {  # the official CRIS.pytorch model with random weights (millions of parameters)
     "cris_r50": {"CLIP backbone": 104.1, "FPN neck": 24.1, "decoder": 12.6, "projector": 6.0, "total": 146.8},
     "cris_r101": {"total": 161.3},
 }
@@ -155,7 +155,7 @@ with torch.no_grad():
 print(f"built and ran {full_model} at {full_input_size}x{full_input_size} in {time.time() - t0:.1f} s")
 
 official = OFFICIAL_PARAMS_M.get(full_model, {})
-rows = ["| part | ours (M, counted now) | official code (M, REFERENCE.md) |", "|---|---|---|"]
+rows = ["| part | ours (M, counted now) | official code (M, random weights) |", "|---|---|---|"]
 rows += [f"| {k} | {v / 1e6:.2f} | {official.get(k, '–')} |" for k, v in counts.items()]
 display(Markdown("\n".join(rows)))
 
@@ -191,7 +191,9 @@ plt.show()
 #
 # `CRIS.forward_features` returns every intermediate by name. The table lists them for the full model
 # (the pass above) and for the tiny model this page trains, run on a real training batch of the synthetic
-# data. The tiny model is the *same code* with smaller widths and one decoder layer.
+# data. The tiny model is the *same code* with smaller widths and one decoder layer. `fused`, `decoder`,
+# `word_attention` and `logits` are the keys LTS's `forward_features` returns too (chapter 3); the
+# decoder's grid is at `model.decoder_stride` = 16.
 
 # %%
 engine.seed_everything(seed)  # as engine.train does before it builds the model
@@ -205,8 +207,10 @@ with torch.no_grad():
 MEANING = {
     "v3": "layer2 map (stride 8)", "v4": "layer3 map (stride 16)", "v5": "dense attention pool (stride 32)",
     "words": "per-token text states (ln_final)", "state": "sentence vector (EOT, projected)",
-    "pad_mask": "True at padding", "fpn": "neck output (stride 16)", "decoder": "decoder output",
-    "attention": "pixel->word weights, per layer", "pixel_embeddings": "projector: pixels at stride 4",
+    "pad_mask": "True at padding", "fused": "neck output (stride 16)", "decoder": "decoder output",
+    "word_attention": "pixel->word weights, last layer, mean over heads",
+    "word_attention_layers": "pixel->word weights, per layer and head",
+    "pixel_embeddings": "projector: pixels at stride 4",
     "kernel": "projector: per-sample 3x3 kernel", "bias": "projector: per-sample bias",
     "logits": "mask logits (stride 4)",
 }
@@ -387,9 +391,10 @@ plt.show()
 # %% [markdown]
 # ### Figure 2: where the pixels look — cross-attention to words
 #
-# `forward_features(..., return_attention=True)["attention"]` holds, per decoder layer, the weights with
-# which every pixel attends to every token, shape (B, heads, $h\cdot w$, L). Averaged over heads, the last
-# layer gives one map per token (padding gets weight 0). Two expressions on one validation image:
+# `forward_features(..., return_attention=True)["word_attention_layers"]` holds, per decoder layer, the
+# weights with which every pixel attends to every token, shape (B, heads, $h\cdot w$, L). Averaged over
+# heads, the last layer gives one map per token, `word_attention` (B, L, h, w) (padding gets weight 0).
+# Two expressions on one validation image:
 
 # %%
 by_image = {}
@@ -406,12 +411,12 @@ for i, (ref, sent) in enumerate(chosen):
     tokens = tok([refer.sentence_text(sent)])
     with torch.no_grad():
         feats = trained.forward_features(normalize(x)[None], tokens, return_attention=True)
-    attn = feats["attention"][-1][0].mean(0)  # (h*w, L), averaged over heads
-    h, w = feats["decoder"].shape[-2:]
+    attn = feats["word_attention"][0]  # (L, h, w): last layer, averaged over heads
+    h, w = attn.shape[-2:]
     n = int((tokens[0] != 0).sum())  # SOT ... EOT, without padding
     names = ["<sot>"] + [tok.decode(tokens[0, j:j + 1]) for j in range(1, n - 1)] + ["<eot>"]
     ax = fig.add_subplot(gs[i, 0])
-    attention_to_words(ax, attn[:, :n].t().reshape(n, h, w).numpy(), names, image=x)
+    attention_to_words(ax, attn[:n].numpy(), names, image=x)
     ax.set_title(f"“{refer.sentence_text(sent)}”", fontsize=10, pad=22)
 plt.show()
 print(f"decoder map: {h}x{w} pixels at input {input_size}; each map is shown over the letterboxed input")
@@ -655,6 +660,6 @@ display(Markdown(
 #
 # 1. Set `freeze_token_embedding=True` in `model_overrides` and retrain. Does the validation mIoU change?
 # 2. Replace $\psi(s)$ in the neck by ones (no sentence gating). Which expressions suffer most?
-# 3. Plot the attention of the *first* decoder layer instead of the last (with `num_layers=2` in
-#    `model_overrides`). Where do the pixels look before they have read each other?
+# 3. Plot the attention of the *first* decoder layer instead of the last (`word_attention_layers[0]`,
+#    with `num_layers=2` in `model_overrides`). Where do the pixels look before they have read each other?
 # 4. Set `selection_split = "testA"`. How large is the optimism now, and why does it vary between runs?

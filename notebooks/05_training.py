@@ -122,7 +122,7 @@ if lts_run is not None:
 # from the parameter file the full run uses, `params/cris_r50_refcoco.yaml`:
 
 # %%
-# Official configs, REFERENCE.md §1 (config/refcoco/cris_r50.yaml and train.py of CRIS.pytorch).
+# The official CRIS.pytorch config/refcoco/cris_r50.yaml and train.py.
 OFFICIAL_CRIS = {
     "optimizer": "Adam",
     "lr": 1e-4,
@@ -145,7 +145,7 @@ OFFICIAL_CRIS = {
 }
 ours = full_recipe.to_dict()
 ours["optimizer"] = "Adam (engine.train)"
-rows = ["| parameter | official CRIS (official configs, REFERENCE.md) "
+rows = ["| parameter | official CRIS (config/refcoco/cris_r50.yaml, train.py) "
         "| this book (params/cris_r50_refcoco.yaml) | |", "|---|---|---|---|"]
 for key, official in OFFICIAL_CRIS.items():
     mine = ours[key]
@@ -155,7 +155,7 @@ display(Markdown("\n".join(rows)))
 
 # %% [markdown]
 # Beyond these values, the official training script has properties that users of it keep running into
-# (REFERENCE.md §1 and §5). What we did about each, and why:
+# (the issues of DerrickWang005/CRIS.pytorch cited below). What we did about each, and why:
 #
 # | official code | this book | why |
 # |---|---|---|
@@ -529,8 +529,8 @@ display(Markdown("\n".join(verdicts)))
 # stride-$s$ grid, interpolates it back and scores it against the original. That gauges how much of a
 # shape such a grid keeps. It is not a strict bound: the learned upsampling after the grid (CRIS's
 # projector convolves again at stride 4) recovers part of what the averaging blurs, so a model can score
-# above it. Computed now on the validation masks of this run, with each model's decoding stride read from
-# its own feature maps:
+# above it. Computed now on the validation masks of this run, with each model's decoding stride,
+# `model.decoder_stride`, checked against the grid of the `decoder` map its `forward_features` returns:
 
 # %%
 from refseg_core.resolution import stride_ceiling
@@ -542,10 +542,9 @@ with torch.no_grad():
         m, size = res.model.eval(), res.config.input_size
         at = next(m.parameters()).device
         probe = m.tokenizer(["the red circle", "a blue square"]).to(at)
-        feats = (m.forward_features if hasattr(m, "forward_features") else m.locate)(
-            torch.zeros(2, 3, size, size, device=at), probe)
-        grid = feats["decoder"] if "decoder" in feats else feats["fused"]
-        decode_stride[n] = size // grid.shape[-1]
+        grid = m.forward_features(torch.zeros(2, 3, size, size, device=at), probe)["decoder"]
+        assert size // grid.shape[-1] == m.decoder_stride, (n, grid.shape)
+        decode_stride[n] = m.decoder_stride
 sizes = sorted({res.config.input_size for res in runs.values()} | {160, 416})
 strides = (4, 8, 16)
 ceiling = {(size, s): stride_ceiling(val_masks, size, s) for size in sizes for s in strides}

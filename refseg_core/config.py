@@ -1,9 +1,10 @@
 """Training parameters: one dataclass, :class:`TrainConfig`, whose field names are the keys of the
 notebooks' ``parameters`` cells and of the YAML files in ``params/``.
 
-The defaults are the CRIS recipe (Wang et al., CVPR 2022, Sec. 4.1; official configs, REFERENCE §1):
-Adam, lr 1e-4, backbone lr x0.1, weight decay 0, 50 epochs, lr x0.1 at epoch 35, global batch 64,
-416x416 letterboxed input, ``word_len`` 17, threshold 0.35. A smoke run overrides a handful of them.
+The defaults are the CRIS recipe (Wang et al., CVPR 2022, Sec. 4.1; official CRIS.pytorch
+``config/*/cris_r50.yaml``): Adam, lr 1e-4, backbone lr x0.1, weight decay 0, 50 epochs, lr x0.1 at
+epoch 35, global batch 64, 416x416 letterboxed input, ``word_len`` 17, threshold 0.35. A smoke run
+overrides a handful of them.
 
 ``load_config(path, overrides)`` reads a YAML file, applies ``key=value`` overrides and checks every
 name and type; an unknown key is an error listing the valid ones.

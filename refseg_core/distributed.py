@@ -72,15 +72,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_object(obj, src: int = 0):
-    """Send a picklable object from rank ``src`` to every rank."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def all_gather_objects(obj) -> list:
     """Every rank's ``obj`` as a list in rank order (``[obj]`` without a process group)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -90,15 +81,4 @@ def all_gather_objects(obj) -> list:
     return out
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is True on at least one (e.g. a stop request)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return bool(flag)
-    dev = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor([1.0 if flag else 0.0], device=dev)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-__all__ = ["DistInfo", "all_gather_objects", "any_rank", "barrier", "broadcast_object", "cleanup", "env_info",
-           "resolve_device", "setup"]
+__all__ = ["DistInfo", "all_gather_objects", "barrier", "cleanup", "env_info", "resolve_device", "setup"]

@@ -1,8 +1,8 @@
 """From mask logits to binary masks at the original image size (the official CRIS inference path).
 
-CRIS (official ``engine/engine.py``; REFERENCE §1): ``sigmoid`` at stride 4 (104x104 for a 416 input)
--> bicubic up-sampling to the input size (416) -> inverse letterbox to the original ``H x W`` ->
-threshold ``> 0.35``. Metrics are then computed at the original resolution.
+CRIS (official CRIS.pytorch ``engine/engine.py``, ``validate`` and ``inference``): ``sigmoid`` at
+stride 4 (104x104 for a 416 input) -> bicubic up-sampling to the input size (416) -> inverse letterbox
+to the original ``H x W`` -> threshold ``> 0.35``. Metrics are then computed at the original resolution.
 
 The sigmoid comes first, so the bicubic interpolation works on probabilities (it may overshoot [0, 1]
 slightly near edges; thresholding makes that harmless and :func:`logits_to_probs` clamps it).

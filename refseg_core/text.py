@@ -6,13 +6,12 @@ empty or whitespace-only expression with a ``ValueError`` that names it.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Iterable, Sequence
 
 import torch
 
-_WORD_RE = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+from refseg_core.vocabulary import split_words
 
 
 def check_expressions(texts: Sequence[str]) -> list[str]:
@@ -30,11 +29,6 @@ def check_expressions(texts: Sequence[str]) -> list[str]:
         if not t.strip():
             raise ValueError(f"expression {i} is empty ({t!r}); a referring expression needs words")
     return out
-
-
-def split_words(text: str) -> list[str]:
-    """Lower-case word split used by the LTS vocabulary (punctuation becomes its own token)."""
-    return _WORD_RE.findall(text.lower())
 
 
 class ClipTokenizer:

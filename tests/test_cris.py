@@ -27,16 +27,19 @@ def test_forward_features_shapes(tiny):
     images, tokens = _inputs(tiny, ["the man on the left", "a dog"], size=128)
     f = tiny.forward_features(images, tokens)
     expected = dict(v3=(2, 128, 16, 16), v4=(2, 256, 8, 8), v5=(2, 128, 4, 4), words=(2, 17, 64), state=(2, 128),
-                    pad_mask=(2, 17), fpn=(2, 64, 8, 8), decoder=(2, 64, 8, 8), pixel_embeddings=(2, 32, 32, 32),
+                    pad_mask=(2, 17), fused=(2, 64, 8, 8), decoder=(2, 64, 8, 8), pixel_embeddings=(2, 32, 32, 32),
                     kernel=(2, 32, 3, 3), bias=(2,), logits=(2, 1, 32, 32))
     for k, shape in expected.items():
         assert tuple(f[k].shape) == shape, k
-    assert len(f["attention"]) == tiny.config["num_layers"]
-    att = f["attention"][0]
+    assert len(f["word_attention_layers"]) == tiny.config["num_layers"]
+    att = f["word_attention_layers"][0]
     assert att.shape == (2, 4, 64, 17)
     torch.testing.assert_close(att.sum(-1), torch.ones(2, 4, 64))
     # Padding words get no attention.
     assert (att.masked_select(f["pad_mask"][:, None, None, :].expand_as(att)) == 0).all()
+    # The protocol's word_attention: the last layer, mean over heads, as (B, L, h, w).
+    last = f["word_attention_layers"][-1].mean(1)  # (B, HW, L)
+    torch.testing.assert_close(f["word_attention"], last.transpose(1, 2).reshape(2, 17, 8, 8))
     # The attention path and the fused SDPA path give the same logits.
     torch.testing.assert_close(tiny(images, tokens), f["logits"], rtol=1e-4, atol=1e-5)
 

@@ -38,13 +38,16 @@ def test_shapes_per_variant(interaction, target, use_prior):
     model = tiny(interaction=interaction, prior_target=target, use_prior=use_prior)
     images, tokens, masks = batch(model)
     assert model(images, tokens).shape == (2, 1, 16, 16)
-    out = model.locate(images, tokens)
+    out = model.forward_features(images, tokens)
     assert out["logits"].shape == (2, 1, 16, 16)
     assert out["fused"].shape == (2, 64, 8, 8)
     if use_prior:
         assert out["prior_logits"].shape == (2, 1, 8, 8)
+        assert out["decoder"].shape == (2, 65, 8, 8)
+        torch.testing.assert_close(out["decoder"][:, -1:], torch.sigmoid(out["prior_logits"]))
     else:
         assert out["prior_logits"] is None
+        assert out["decoder"] is out["fused"]
     loss = model.loss(images, tokens, masks)
     assert set(loss) >= {"loss", "logits", "mask_bce", "prior_bce"}
     assert torch.isfinite(loss["loss"]) and loss["loss"].dim() == 0
@@ -148,9 +151,9 @@ def test_vocab_forms_and_unknown_words():
     same = build_model("lts_tiny", vocab=WordVocab(WORDS, max_len=5))
     assert same.tokenizer(["the purple square"]).tolist() == [tokens[0, :5].tolist()]
     default = build_model("lts_tiny")  # None -> the synthetic generator's words
-    from refseg_core.data.synthetic import vocabulary
+    from refseg_core.vocabulary import synthetic_vocabulary
 
-    assert default.tokenizer.itos[2:] == list(vocabulary())
+    assert default.tokenizer.itos[2:] == synthetic_vocabulary()
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -208,11 +211,12 @@ def test_word_attention_is_a_distribution_over_real_words():
     model = tiny().eval()
     images, tokens, _ = batch(model)
     with torch.no_grad():
-        att = model.locate(images, tokens)["word_attention"]
+        att = model.forward_features(images, tokens)["word_attention"]
     assert att.shape == (2, tokens.shape[1], 8, 8)
     torch.testing.assert_close(att.sum(1), torch.ones(2, 8, 8))
     assert torch.all(att[1, 2:] == 0)  # "blue circle": two words, the rest is padding
-    assert tiny(interaction="filtering").locate(images, tokens)["word_attention"] is None
+    assert tiny(interaction="filtering").forward_features(images, tokens)["word_attention"] is None
+    assert model.forward_features(images, tokens, return_attention=False)["word_attention"] is None
 
 
 def test_param_groups_split_backbone_and_head():

@@ -1,4 +1,5 @@
-"""Metrics against hand-computed values, including every no-target case of REFERENCE.md §3."""
+"""Metrics against hand-computed values, including every no-target case of the GRES metrics (Liu, Ding,
+Jiang, CVPR 2023; the ReLA evaluator after its 2023-08 fix)."""
 
 import math
 

@@ -1,7 +1,7 @@
 """Torch Dataset for referring segmentation: letterboxed image, tokens, target mask and the metadata
 needed to map a prediction back to the original image.
 
-Sampling follows CRIS (official ``utils/dataset.py``; REFERENCE §1): in training one item is one
+Sampling follows CRIS (official CRIS.pytorch ``utils/dataset.py``): in training one item is one
 referred object and each epoch draws one of its sentences at random; in evaluation one item is one
 sentence, and every sentence is scored.
 """

@@ -6,8 +6,9 @@ given, and only then renamed into place; archives are extracted into a temporary
 destination and moved into place member by member, so an interrupted run never leaves a half file
 that looks finished.
 
-The original REFER server (``bvisionweb1.cs.unc.edu``) is down (REFERENCE.md §4); users rely on archived
-copies, whose address they pass as ``refer_base_url``. COCO's own server still hosts train2014.
+The original REFER server (``bvisionweb1.cs.unc.edu``, named in lichengunc/refer's README) is down;
+users rely on archived copies, whose address they pass as ``refer_base_url``. COCO's own server still
+hosts train2014.
 """
 
 from __future__ import annotations

@@ -43,9 +43,10 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from refseg_core.vocabulary import split_words
+
 from . import synthetic_language as lang
 from . import synthetic_scenes as scenes
-from .synthetic_language import vocabulary  # noqa: F401  (public: the LTS default word vocabulary)
 
 VERSION = 1
 DATASET_NAME = {"refcoco": "refcoco", "refcoco+": "refcoco+", "grefcoco": "grefcoco"}
@@ -163,7 +164,7 @@ def _sentence_record(rng, text: str) -> dict:
         raw = raw[0].upper() + raw[1:]
     if rng.random() < 0.15:
         raw = raw + "."
-    tokens = [t for t in lang.split_words(raw) if t.isalnum()]
+    tokens = [t for t in split_words(raw) if t.isalnum()]
     return {"raw": raw, "sent": " ".join(tokens), "tokens": tokens}
 
 

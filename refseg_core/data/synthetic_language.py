@@ -19,62 +19,19 @@ Forms (``shape`` / ``colour`` / ``size`` may be None = not mentioned):
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
+from refseg_core.vocabulary import (ATTR_TEMPLATES, COUNT_WORDS, LOC_TEMPLATES, NOUNS, PLURAL_TEMPLATES_ALL,
+                                    PLURAL_TEMPLATES_N, PLURAL_WORDS, REL_TEMPLATES, SHAPE_WORDS, SIZE_WORDS)
+
 from .synthetic_scenes import COLOURS, SHAPES, Obj
 
-# Same pattern as ``refseg_core.text.split_words`` (a test keeps them equal); not imported from there
-# because that module imports torch, which would cost every rendering worker seconds and 0.5 GB.
-_WORD_RE = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
-
-
-def split_words(text: str) -> list[str]:
-    """Lower-case word split, identical to ``refseg_core.text.split_words``."""
-    return _WORD_RE.findall(text.lower())
-
-
-SHAPE_WORDS = {
-    "circle": ["circle", "disc", "round shape"],
-    "square": ["square", "box"],
-    "triangle": ["triangle"],
-    "star": ["star"],
-    "hexagon": ["hexagon"],
-    "ring": ["ring", "donut"],
-}
-PLURAL_WORDS = {"circle": ["circles", "discs"], "square": ["squares", "boxes"], "triangle": ["triangles"],
-                "star": ["stars"], "hexagon": ["hexagons"], "ring": ["rings", "donuts"]}
-NOUNS = ["shape", "object", "thing", "one"]
-SIZE_WORDS = {"big": ["big", "large"], "small": ["small", "little"]}
-COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
-
+# The words and templates live in refseg_core.vocabulary (LTS's default vocabulary is read from them);
+# which locations and relations a dataset flavour may use is a planning choice, made here.
 LOCS = ["left", "right", "top", "bottom", "top left", "top right", "bottom left", "bottom right", "middle"]
-LOC_TEMPLATES = {
-    "left": ["the {d} on the left", "the leftmost {d}", "the {d} on the far left", "left {d}"],
-    "right": ["the {d} on the right", "the rightmost {d}", "the {d} on the far right", "right {d}"],
-    "top": ["the {d} at the top", "the top {d}", "the upper {d}", "the highest {d}"],
-    "bottom": ["the {d} at the bottom", "the bottom {d}", "the lower {d}", "the lowest {d}"],
-    "top left": ["the {d} in the top left corner", "the top left {d}", "upper left {d}"],
-    "top right": ["the {d} in the top right corner", "the top right {d}", "upper right {d}"],
-    "bottom left": ["the {d} in the bottom left corner", "the bottom left {d}", "lower left {d}"],
-    "bottom right": ["the {d} in the bottom right corner", "the bottom right {d}", "lower right {d}"],
-    "middle": ["the {d} in the middle", "the {d} in the center", "the middle {d}"],
-}
 RELS_ALL = ["left of", "right of", "above", "below", "near", "touching"]
 RELS_PLUS = ["near", "touching"]  # RefCOCO+ banned location words: no directions at all
-REL_TEMPLATES = {
-    "left of": ["the {d} left of the {l}", "the {d} to the left of the {l}"],
-    "right of": ["the {d} right of the {l}", "the {d} to the right of the {l}"],
-    "above": ["the {d} above the {l}", "the {d} over the {l}"],
-    "below": ["the {d} below the {l}", "the {d} under the {l}", "the {d} beneath the {l}"],
-    "near": ["the {d} next to the {l}", "the {d} near the {l}", "the {d} closest to the {l}", "{d} by the {l}"],
-    "touching": ["the {d} touching the {l}", "the {d} overlapping the {l}", "{d} that touches the {l}"],
-}
-ATTR_TEMPLATES = ["the {d}", "{d}", "a {d}", "the {d} here"]
-PLURAL_TEMPLATES_ALL = ["all {d}", "all the {d}", "every {d_one}", "the {d}"]
-PLURAL_TEMPLATES_N = ["the {n} {d}", "{n} {d}", "both {d}"]
-NO_TARGET_TEMPLATES = ["the {d}", "{d}", "a {d}"]
 
 # Words that state the target's own position; none may appear in a refcoco+ expression.
 LOCATION_WORDS = frozenset(
@@ -224,21 +181,6 @@ def realise(rng: np.random.Generator, form: dict) -> str:
         tpl = str(rng.choice(PLURAL_TEMPLATES_ALL))
         return tpl.format(d=_desc(rng, form, plural=True), d_one=_desc(rng, form))
     raise ValueError(f"unknown form type {t!r}")
-
-
-def vocabulary() -> list[str]:
-    """Every lower-case word the generator can emit, sorted (split as ``refseg_core.text.split_words``)."""
-    texts = []
-    for table in (LOC_TEMPLATES, REL_TEMPLATES):
-        texts += [t for v in table.values() for t in v]
-    texts += ATTR_TEMPLATES + PLURAL_TEMPLATES_ALL + PLURAL_TEMPLATES_N + NO_TARGET_TEMPLATES
-    texts += [w for v in SHAPE_WORDS.values() for w in v] + [w for v in PLURAL_WORDS.values() for w in v]
-    texts += NOUNS + [n + "s" for n in NOUNS] + [w for v in SIZE_WORDS.values() for w in v]
-    texts += list(COLOURS) + list(COUNT_WORDS.values())
-    words = set()
-    for t in texts:
-        words.update(split_words(t.replace("{d}", " ").replace("{l}", " ").replace("{n}", " ").replace("{d_one}", " ")))
-    return sorted(words)
 
 
 # ------------------------------------------------------------------------------------------ planning

@@ -20,9 +20,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
+from refseg_core.vocabulary import COLOUR_NAMES
+
 # (name, COCO-style supercategory). Category ids are 1-based positions in this list.
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "ring")
-COLOURS = {
+# RGB of every colour word of the lexicon (refseg_core.vocabulary.COLOUR_NAMES), in its order.
+_RGB = {
     "red": (220, 38, 38),
     "green": (34, 170, 60),
     "blue": (40, 84, 225),
@@ -32,6 +35,7 @@ COLOURS = {
     "white": (246, 246, 246),
     "black": (22, 22, 22),
 }
+COLOURS = {name: _RGB[name] for name in COLOUR_NAMES}
 # Radius ranges as fractions of the shorter image side; the gap between them (ratio >= 1.3) makes
 # "big" and "small" visible at a glance.
 SMALL_R = (0.075, 0.10)

@@ -4,6 +4,8 @@ Every model built here follows one protocol (see :class:`refseg_core.models.base
 
 * ``model.tokenizer(list_of_expressions)`` -> ``LongTensor (B, L)``;
 * ``model(images, tokens)`` -> mask logits ``(B, 1, H/4, W/4)`` for images ``(B, 3, H, W)``;
+* ``model.forward_features(images, tokens)`` -> dict with at least ``fused``, ``decoder``,
+  ``word_attention`` and ``logits`` (the intermediates chapters show), and ``model.decoder_stride``;
 * ``model.loss(images, tokens, masks)`` -> dict with ``loss`` (scalar), ``logits`` and named terms;
 * ``model.param_groups(lr, backbone_lr_mult)`` -> optimiser parameter groups;
 * ``model.config`` -> the keyword arguments that rebuild it (``build_model(**model.config)``).

@@ -26,7 +26,6 @@ Reproduction notes (behaviour of the official code, reproduced on purpose):
 from __future__ import annotations
 
 import bisect
-import math
 
 import torch
 import torch.nn.functional as F
@@ -35,13 +34,8 @@ from torch import nn
 from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.clip import TINY_DEFAULTS, build_clip_backbone
-from refseg_core.models.layers import add_coords, sine_position_1d, sine_position_2d
-
-
-def conv_bn_relu(c_in: int, c_out: int, kernel: int = 1) -> nn.Sequential:
-    """``Conv(k x k, no bias) -> BN -> ReLU``, padding keeps the size (the official ``conv_layer``)."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+from refseg_core.models.layers import (MultiHeadAttention, add_coords, conv_bn_relu, sine_position_1d,
+                                      sine_position_2d)
 
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
@@ -92,48 +86,6 @@ class CRISNeck(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------ decoder
-class Attention(nn.Module):
-    """Multi-head attention with separate q/k/v projections and :func:`F.scaled_dot_product_attention`.
-
-    ``query (B, Nq, D)``, ``key (B, Nk, Dk)``, ``value (B, Nk, Dk)``, ``key_padding_mask (B, Nk)`` bool
-    (True = ignore) -> ``(B, Nq, D)``, and with ``return_attention=True`` also the weights
-    ``(B, heads, Nq, Nk)``. Dropout acts on the attention weights, as in ``nn.MultiheadAttention``.
-    """
-
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, kv_dim: int | None = None):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"attention dim {dim} is not divisible by heads={heads}")
-        kv_dim = dim if kv_dim is None else kv_dim
-        self.heads, self.dropout = heads, dropout
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(kv_dim, dim)
-        self.v_proj = nn.Linear(kv_dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, query, key, value, key_padding_mask=None, return_attention: bool = False):
-        b, nq, d = query.shape
-        nk = key.shape[1]
-
-        def split(z, n):  # (B, N, D) -> (B, heads, N, D/heads)
-            return z.reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
-
-        q, k, v = split(self.q_proj(query), nq), split(self.k_proj(key), nk), split(self.v_proj(value), nk)
-        keep = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # True = attend
-        p = self.dropout if self.training else 0.0
-        weights = None
-        if return_attention:
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
-            if keep is not None:
-                scores = scores.masked_fill(~keep, float("-inf"))
-            weights = scores.softmax(dim=-1)
-            out = F.dropout(weights, p, self.training) @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)
-        out = self.out_proj(out.transpose(1, 2).reshape(b, nq, d))
-        return (out, weights) if return_attention else out
-
-
 class DecoderLayer(nn.Module):
     """One vision-language decoder layer (Sec. 3.3), pre-norm, pixels as queries:
 
@@ -145,22 +97,22 @@ class DecoderLayer(nn.Module):
     def __init__(self, dim=512, heads=8, dim_ffn=2048, dropout=0.1, word_dim: int | None = None):
         super().__init__()
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.self_attn = Attention(dim, heads, dropout)
+        self.self_attn = MultiHeadAttention(dim, heads, dropout)
         self.self_attn_norm = nn.LayerNorm(dim)
-        self.cross_attn = Attention(dim, heads, dropout, kv_dim=word_dim)
+        self.cross_attn = MultiHeadAttention(dim, heads, dropout, kv_dim=word_dim)
         self.cross_attn_norm = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, dim_ffn), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                  nn.LayerNorm(dim_ffn), nn.Linear(dim_ffn, dim))
         self.dropout1, self.dropout2, self.dropout3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
 
-    def forward(self, x, words, pos, word_pos, pad_mask, return_attention: bool = False):
-        """``x (B, HW, D)``, ``words (B, L, Dw)``, ``pos (HW, D)``, ``word_pos (L, Dw)``, ``pad_mask (B, L)``."""
+    def forward(self, x, words, pos, word_pos, attend, return_attention: bool = False):
+        """``x (B, HW, D)``, ``words (B, L, Dw)``, ``pos (HW, D)``, ``word_pos (L, Dw)``, ``attend (B, L)``
+        bool (True at real tokens) -> ``(x (B, HW, D), weights (B, heads, HW, L) or None)``."""
         h = self.norm1(x)
         qk = h + pos
-        x = x + self.dropout1(self.self_attn_norm(self.self_attn(qk, qk, h)))
+        x = x + self.dropout1(self.self_attn_norm(self.self_attn(qk, qk, h)[0]))
         h = self.norm2(x)
-        out = self.cross_attn(h + pos, words + word_pos, words, pad_mask, return_attention=return_attention)
-        out, weights = out if return_attention else (out, None)
+        out, weights = self.cross_attn(h + pos, words + word_pos, words, attend, need_weights=return_attention)
         x = x + self.dropout2(self.cross_attn_norm(out))
         x = x + self.dropout3(self.ffn(self.norm3(x)))
         return x, weights
@@ -171,6 +123,8 @@ class VisionLanguageDecoder(nn.Module):
 
     ``forward(vis (B, D, H, W), words (B, L, Dw), pad_mask (B, L), return_attention)`` ->
     ``(B, D, H, W)``, plus a list of per-layer pixel->word weights ``(B, heads, HW, L)`` if asked.
+    ``pad_mask`` is True at padding (as the CLIP text encoder returns it); it is inverted once here to the
+    models' ``True = attend`` convention (:mod:`refseg_core.models.layers`).
     Positions: 2-D sine encoding for pixels, 1-D for words (:mod:`refseg_core.models.layers`).
     """
 
@@ -186,9 +140,10 @@ class VisionLanguageDecoder(nn.Module):
         pos = sine_position_2d(h, w, d).to(vis).flatten(1).t()  # (HW, D)
         word_pos = sine_position_1d(words.shape[1], words.shape[2]).to(words)  # (L, Dw)
         x = vis.flatten(2).transpose(1, 2)  # (B, HW, D)
+        attend = ~pad_mask  # (B, L), True at real tokens
         attention = []
         for layer in self.layers:
-            x, weights = layer(x, words, pos, word_pos, pad_mask, return_attention)
+            x, weights = layer(x, words, pos, word_pos, attend, return_attention)
             attention.append(weights)
         x = self.norm(x).transpose(1, 2).reshape(b, d, h, w)
         return (x, attention) if return_attention else x
@@ -237,6 +192,8 @@ class CRIS(RefSegModel):
     Build with ``build_model("cris_r50" | "cris_r101" | "cris_tiny", **overrides)``.
     """
 
+    decoder_stride = 16  # the neck ends at H/16 and the decoder keeps that grid (Sec. 3.2-3.3)
+
     def __init__(self, backbone, neck_channels=(256, 512, 1024), num_layers=3, num_heads=8, dim_ffn=2048,
                  dropout=0.1, freeze_token_embedding=False):
         super().__init__()
@@ -249,12 +206,17 @@ class CRIS(RefSegModel):
         self.backbone.token_embedding.weight.requires_grad_(not freeze_token_embedding)
 
     def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
-        """Every intermediate the CRIS chapter shows, keyed by name (shapes for RN50 at 416):
+        """Every intermediate the CRIS chapter shows, keyed by name (shapes for RN50 at 416).
 
-        ``v3`` (B,512,52,52), ``v4`` (B,1024,26,26), ``v5`` (B,1024,13,13), ``words`` (B,L,512),
-        ``state`` (B,1024), ``pad_mask`` (B,L), ``fpn`` (B,512,26,26), ``decoder`` (B,512,26,26),
-        ``attention`` list per layer of (B,8,676,L) pixel->word weights (None if not asked),
-        ``pixel_embeddings`` (B,256,104,104), ``kernel`` (B,256,3,3), ``bias`` (B,), ``logits`` (B,1,104,104).
+        The keys of the model protocol (:class:`refseg_core.models.base.RefSegModel`): ``fused`` the neck
+        output (B,512,26,26) (Sec. 3.2), ``decoder`` the decoder output (B,512,26,26) (Sec. 3.3), both at
+        ``decoder_stride`` = 16; ``word_attention`` (B,L,26,26) the last decoder layer's pixel->word weights
+        averaged over heads (None unless ``return_attention``); ``logits`` (B,1,104,104).
+
+        CRIS's own: ``v3`` (B,512,52,52), ``v4`` (B,1024,26,26), ``v5`` (B,1024,13,13), ``words`` (B,L,512),
+        ``state`` (B,1024), ``pad_mask`` (B,L) True at padding, ``word_attention_layers`` a list per layer
+        of (B,8,676,L) weights (None unless asked), ``pixel_embeddings`` (B,256,104,104), ``kernel``
+        (B,256,3,3), ``bias`` (B,).
         """
         if tokens.ndim != 2 or tokens.shape[0] != images.shape[0]:
             raise ValueError(f"tokens must be (B, L) with B = {images.shape[0]} images, got {tuple(tokens.shape)}")
@@ -263,12 +225,17 @@ class CRIS(RefSegModel):
                              "official code); use model.eval() for a single sample")
         v3, v4, v5 = self.backbone.encode_image(images)
         words, state, pad_mask = self.backbone.encode_text(tokens)
-        fpn = self.neck(v3, v4, v5, state)
-        dec = self.decoder(fpn, words, pad_mask, return_attention=return_attention)
-        dec, attention = dec if return_attention else (dec, None)
+        fused = self.neck(v3, v4, v5, state)
+        dec = self.decoder(fused, words, pad_mask, return_attention=return_attention)
+        dec, layers = dec if return_attention else (dec, None)
+        word_attention = None
+        if layers:
+            b, _, h, w = dec.shape  # last layer, mean over heads: (B, HW, L) -> (B, L, h, w)
+            word_attention = layers[-1].mean(1).transpose(1, 2).reshape(b, -1, h, w)
         logits, z, kernel, bias = self.projector(dec, state, return_parts=True)
-        return dict(v3=v3, v4=v4, v5=v5, words=words, state=state, pad_mask=pad_mask, fpn=fpn, decoder=dec,
-                    attention=attention, pixel_embeddings=z, kernel=kernel, bias=bias, logits=logits)
+        return dict(v3=v3, v4=v4, v5=v5, words=words, state=state, pad_mask=pad_mask, fused=fused, decoder=dec,
+                    word_attention=word_attention, word_attention_layers=layers, pixel_embeddings=z,
+                    kernel=kernel, bias=bias, logits=logits)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.forward_features(images, tokens, return_attention=False)["logits"]

@@ -48,8 +48,9 @@ from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.darknet import DarkNet53, load_darknet_weights
 from refseg_core.models.gru_text import GRUTextEncoder
-from refseg_core.models.layers import add_coords
+from refseg_core.models.layers import MultiHeadAttention, add_coords, conv_bn_relu
 from refseg_core.text import WordVocab
+from refseg_core.vocabulary import synthetic_vocabulary
 
 # Output biases start at logit(0.1) (RetinaNet's "prior probability" init): a referred object covers a
 # minority of cells, and starting at p = 0.5 makes the first hundreds of steps learn only that.
@@ -112,15 +113,6 @@ def init_prob_bias(layer: nn.Module, prob: float = INIT_PROB) -> nn.Module:
     return layer
 
 
-def conv_bn_relu(c_in: int, c_out: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
-    """``Conv(k, dilation, no bias) -> BN -> ReLU`` with "same" padding."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, k, padding=dilation * (k // 2), dilation=dilation, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
 # ----------------------------------------------------------------------------------------------------
 # Sec. 3.1: cross-modal fusion
 # ----------------------------------------------------------------------------------------------------
@@ -156,51 +148,24 @@ class Fusion(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 # Sec. 3.2: locate (the position prior)
 # ----------------------------------------------------------------------------------------------------
-class Attention(nn.Module):
-    """Multi-head attention on ``scaled_dot_product_attention``: ``x (B, N, D)`` queries ``ctx (B, M, D)``;
-    ``valid (B, M)`` bool marks the keys that may be attended (None = all)."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"dim={dim} is not divisible by heads={heads}")
-        self.heads = heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        return x.view(b, n, self.heads, d // self.heads).transpose(1, 2)  # (B, h, N, d/h)
-
-    def forward(self, x, ctx, valid=None, need_weights: bool = False):
-        q, k, v = self._split(self.q(x)), self._split(self.k(ctx)), self._split(self.v(ctx))
-        mask = None if valid is None else valid[:, None, None, :]  # True = may attend
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = self.o(out.transpose(1, 2).flatten(2))
-        if not need_weights:
-            return out, None
-        # Only for figures: the same weights, computed explicitly and averaged over heads (B, N, M).
-        logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
-        if mask is not None:
-            logits = logits.masked_fill(~mask, float("-inf"))
-        return out, logits.softmax(-1).mean(1)
-
-
 class InteractionLayer(nn.Module):
     """Pre-norm transformer layer, pixels as queries: self-attention over pixels, cross-attention
-    from pixels to words (padding masked), feed-forward. ``x (B, N, D), words (B, L, D) -> (B, N, D)``."""
+    from pixels to words (padding masked), feed-forward. ``x (B, N, D), words (B, L, D), valid (B, L)``
+    bool (True = a real word, may be attended) -> ``(x (B, N, D), weights (B, N, L) or None)``; the
+    cross-attention weights are averaged over heads and returned only if ``need_weights``."""
 
     def __init__(self, dim: int, heads: int, ffn_dim: int):
         super().__init__()
         self.n1, self.n2, self.n3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.self_attn, self.cross_attn = Attention(dim, heads), Attention(dim, heads)
+        self.self_attn, self.cross_attn = MultiHeadAttention(dim, heads), MultiHeadAttention(dim, heads)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(inplace=True), nn.Linear(ffn_dim, dim))
 
     def forward(self, x, words, valid, need_weights: bool = False):
         h = self.n1(x)
         x = x + self.self_attn(h, h)[0]
-        a, weights = self.cross_attn(self.n2(x), words, valid, need_weights)
+        a, weights = self.cross_attn(self.n2(x), words, attend=valid, need_weights=need_weights)
         x = x + a
-        return x + self.ffn(self.n3(x)), weights
+        return x + self.ffn(self.n3(x)), None if weights is None else weights.mean(1)
 
 
 class TransformerLocate(nn.Module):
@@ -357,8 +322,10 @@ class LTS(RefSegModel):
     """Locate then Segment. Build it with ``build_model("lts" | "lts_tiny", **overrides)``.
 
     ``forward(images (B, 3, H, W), tokens (B, L)) -> logits (B, 1, H/4, W/4)``;
-    :meth:`locate` also returns the position prior and the fused map for the chapter's figures.
+    :meth:`forward_features` also returns the fused map, the position prior and the word attention.
     """
+
+    decoder_stride = 8  # fusion, locate and the segment head's input share the stride-8 grid
 
     def __init__(self, cfg: dict, vocab: WordVocab):
         super().__init__()
@@ -400,30 +367,34 @@ class LTS(RefSegModel):
                 f"tokens must be (B, L) with B = {images.shape[0]} images, got shape {tuple(tokens.shape)}"
             )
 
-    def _run(self, images, tokens, need_weights: bool = False) -> dict:
+    def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
+        """The model's intermediates by name (the keys of :class:`refseg_core.models.base.RefSegModel`).
+
+        ``fused`` (B, D, H/8, W/8): the cross-modal map F (Sec. 3.1); ``prior_logits`` (B, 1, H/8, W/8):
+        the position prior P (Sec. 3.2; None when ``use_prior=False``); ``decoder`` (B, D+1, H/8, W/8):
+        what the segment head reads, ``[F; sigmoid(P)]`` (F alone without the prior), at
+        ``decoder_stride`` = 8; ``word_attention`` (B, L, H/8, W/8): the transformer locate module's last
+        pixel->word weights, averaged over heads (None for filtering, without the prior, or unless
+        ``return_attention``); ``logits`` (B, 1, H/4, W/4): the mask (Sec. 3.3).
+        """
         self._check(images, tokens)
         feats = self.backbone(images)
-        words, sentence, valid = self.text(tokens)
+        words, sentence, valid = self.text(tokens)  # valid (B, L): True at real words
         fused = self.fusion(feats, sentence)  # (B, D, H/8, W/8)
         prior = attention = None
         x = fused
         if self.locator is not None:
-            prior, attention = self.locator(fused, words, valid, sentence, need_weights)  # (B, 1, H/8, W/8)
+            prior, attention = self.locator(fused, words, valid, sentence, return_attention)  # (B, 1, H/8, W/8)
             p = torch.sigmoid(prior)
             if p.shape[-2:] != fused.shape[-2:]:
                 p = F.interpolate(p, size=fused.shape[-2:], mode="bilinear", align_corners=False)
             x = torch.cat([fused, p], dim=1)
-        return {"prior_logits": prior, "logits": self.segment(x), "fused": fused, "word_attention": attention}
+        return {"fused": fused, "prior_logits": prior, "decoder": x, "word_attention": attention,
+                "logits": self.segment(x)}
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """``images (B, 3, H, W), tokens (B, L) -> mask logits (B, 1, H/4, W/4)``."""
-        return self._run(images, tokens)["logits"]
-
-    def locate(self, images: torch.Tensor, tokens: torch.Tensor) -> dict:
-        """For figures: ``prior_logits (B, 1, H/8, W/8)`` (None when ``use_prior=False``), ``logits
-        (B, 1, H/4, W/4)``, ``fused (B, D, H/8, W/8)`` and, for the transformer interaction,
-        ``word_attention (B, L, H/8, W/8)`` (last layer, mean over heads; None otherwise)."""
-        return self._run(images, tokens, need_weights=True)
+        return self.forward_features(images, tokens, return_attention=False)["logits"]
 
     def prior_targets(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The prior's training target ``(B, 1, h, w)`` for ``masks (B, 1, H, W)`` (``prior_target``)."""
@@ -451,7 +422,7 @@ class LTS(RefSegModel):
         masks = masks.float()
         if bool((masks < 0).any() or (masks > 1).any()):
             raise ValueError("masks must hold values in [0, 1]")
-        out = self._run(images, tokens)
+        out = self.forward_features(images, tokens, return_attention=False)
         logits = out["logits"]
         mask_bce = F.binary_cross_entropy_with_logits(logits, prior_target_mask(masks, logits.shape[-2:]))
         if out["prior_logits"] is None:
@@ -485,9 +456,7 @@ def _resolve_vocab(vocab, word_len) -> WordVocab:
     if isinstance(vocab, WordVocab):
         return vocab if word_len is None else WordVocab(vocab.itos[2:], max_len=word_len)
     if vocab is None:
-        from refseg_core.data.synthetic import vocabulary  # lazy: the data package is not a model dependency
-
-        vocab = vocabulary()
+        vocab = synthetic_vocabulary()
     if isinstance(vocab, str) or not all(isinstance(w, str) for w in vocab):
         raise ValueError("vocab must be a WordVocab, a list of words, or None (the synthetic vocabulary)")
     return WordVocab(list(vocab), max_len=20 if word_len is None else word_len)
