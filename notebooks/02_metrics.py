@@ -183,6 +183,23 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# The exact rule has a catch. The official code does not compare with the decimal labels: its thresholds
+# are `torch.arange(0.5, 1.0, 0.1)`, a *float32* tensor, and float32 cannot hold 0.6, 0.7, 0.8 or 0.9.
+# The cut-offs are their nearest float32 values, two of them just below the label and two just above,
+# and the (float64) IoU is compared with them by `>`. Together with the $10^{-6}$ in the IoU's
+# denominator this decides borderline samples: 70 of 100 pixels gives $70/(100 + 10^{-6}) = 0.69999999$,
+# which is *not* above 0.7 but *is* above the float32 cut-off, so it counts for $\Pr@0.7$.
+# `metrics.PR_CUTOFFS` holds the official values and `RefSegMetrics` uses them:
+
+# %%
+for label, cut in zip(metrics.PR_THRESHOLDS, metrics.PR_CUTOFFS):
+    print(f"Pr@{label}: IoU > {cut:.10f}")
+seventy = np.zeros((1, 100), bool)
+seventy[0, :70] = True
+m = metrics.RefSegMetrics()
+print(f"IoU {m.update(seventy, np.ones((1, 100), bool)):.10f} -> prec@0.7 = {m.compute()['prec@0.7']:.0f}")
+
+# %% [markdown]
 # ## Generalised RES: when an expression refers to several objects, or to none
 #
 # gRefCOCO {cite}`liu2023gres` adds *multi-target* expressions ("all blue shapes": the target is the
@@ -239,7 +256,7 @@ display(Markdown(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} mul
 #
 # * IoU scores one mask; mIoU averages per expression, oIoU per pixel. They can rank systems differently.
 # * CRIS reports mIoU; LTS and most leaderboards report oIoU. Compare like with like.
-# * Pr@X reads the IoU distribution at thresholds (strictly greater than X).
+# * Pr@X reads the IoU distribution at thresholds (strictly greater than the float32 value of X).
 # * gRefCOCO scores no-target expressions with gIoU, cIoU, N-acc and T-acc.
 #
 # ## Exercises

@@ -7,7 +7,10 @@ Classic RES (RefCOCO, RefCOCO+, G-Ref):
 * **mIoU** = mean of per-sample IoUs — what CRIS reports as "IoU" (CRIS issue #12);
 * **oIoU** (overall IoU) = sum of intersections / sum of unions over the split — what LTS, LAVT and most
   leaderboards report;
-* **Pr@X** = fraction of samples whose IoU is *strictly* greater than X, X in {0.5, ..., 0.9}.
+* **Pr@X** = fraction of samples whose IoU is *strictly* greater than X, X in {0.5, ..., 0.9}, where the
+  cut-offs are the float32 values of ``torch.arange(0.5, 1.0, 0.1)`` (official CRIS ``engine/engine.py``):
+  0.5, 0.6000000238, 0.6999999881, 0.8000000119, 0.8999999762 (:data:`PR_CUTOFFS`). The float64 IoU is
+  compared with them in float64, as torch promotes there, so an IoU of 0.7 - 1e-8 counts for Pr@0.7.
 
 Generalised RES (gRefCOCO, Liu et al. 2023; ReLA evaluator after its 2023-08 fix), counts named from the
 no-target side:
@@ -34,6 +37,9 @@ import numpy as np
 import torch
 
 PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+"""The labels of the Pr@X keys (``prec@0.5`` ... ``prec@0.9``)."""
+PR_CUTOFFS = tuple(float(t) for t in torch.arange(0.5, 1.0, 0.1, dtype=torch.float32))
+"""The values the official code compares with: float32 ``arange(0.5, 1.0, 0.1)``, one per label."""
 EPS = 1e-6
 
 
@@ -86,8 +92,8 @@ class RefSegMetrics:
         self._add("sum_iou", sample_iou)
         self._add("sum_i", i)
         self._add("sum_u", u)
-        for t in PR_THRESHOLDS:
-            self._add(f"pr@{t}", float(sample_iou > t))
+        for t, cut in zip(PR_THRESHOLDS, PR_CUTOFFS):
+            self._add(f"pr@{t}", float(sample_iou > cut))
         # Generalised RES: the four cases of the table in the module docstring.
         if g_area == 0 and p_area == 0:
             self._add("tp", 1)
