@@ -346,3 +346,15 @@ def test_refs_file_is_a_json_dict_not_list(tmp_path):
     (fx.folder / "grefs(unc).json").write_text(json.dumps({"refs": []}))
     with pytest.raises(AnnotationError, match="expected a list of refs"):
         Refer(fx.root, "grefcoco")
+
+
+def test_grefer_reads_the_pickle_when_both_files_exist(tmp_path):
+    """G_REFER (gRefCOCO ``grefer.py``) opens ``grefs(unc).p`` when it exists and the JSON otherwise."""
+    fx = make_grefer(tmp_path)  # writes grefs(unc).json
+    only_in_pickle = [dict(fx.refs[2], sentences=[dict(fx.refs[2]["sentences"][0], sent="from the pickle")])]
+    write_pickle(fx.folder / "grefs(unc).p", only_in_pickle)
+    g = Refer(fx.root, "grefcoco", "unc")
+    assert g.refs_file.name == "grefs(unc).p" and len(g.refs) == 1
+    assert g.refs[0]["sentences"][0]["sent"] == "from the pickle"
+    (fx.folder / "grefs(unc).p").unlink()
+    assert len(Refer(fx.root, "grefcoco", "unc").refs) == len(fx.refs)

@@ -3,7 +3,8 @@
 On-disk layout (lichengunc/refer; gRefCOCO of Liu et al., CVPR 2023)::
 
     <data_root>/<dataset>/refs(<split_by>).p     REFER: a pickle of a list of ref dicts
-    <data_root>/grefcoco/grefs(unc).json         G-REFER: JSON (or grefs(unc).p) of a list of ref dicts
+    <data_root>/grefcoco/grefs(unc).p            G-REFER: a pickle of a list of ref dicts, read when present
+    <data_root>/grefcoco/grefs(unc).json         G-REFER: the same list as JSON, read otherwise
     <data_root>/<dataset>/instances.json         COCO: images, annotations, categories
     <data_root>/images/train2014/<file_name>     COCO train2014 images
 
@@ -191,14 +192,14 @@ class Refer:
         self.image_dir = Path(image_dir) if image_dir is not None else self.data_root / "images" / "train2014"
 
         if self.generalized:
+            # The G_REFER API (gRefCOCO ``grefer.py``) reads the pickle when it exists, else the JSON.
             json_file, pickle_file = folder / f"grefs({split_by}).json", folder / f"grefs({split_by}).p"
-            what = f"grefs({split_by}).json from the gRefCOCO release"
-            if json_file.is_file() or not pickle_file.is_file():
-                self.refs_file = json_file
-                refs = _load_json(json_file, what)
-            else:
+            if pickle_file.is_file():
                 self.refs_file = pickle_file
                 refs = safe_load_pickle(pickle_file, f"grefs({split_by}).p from the gRefCOCO release")
+            else:
+                self.refs_file = json_file
+                refs = _load_json(json_file, f"grefs({split_by}).json (or .p) from the gRefCOCO release")
         else:
             self.refs_file = folder / f"refs({split_by}).p"
             refs = safe_load_pickle(self.refs_file, f"refs({split_by}).p from the REFER release")
