@@ -274,6 +274,9 @@ class Refer:
         return [int(a) for a in ids if int(a) != -1]
 
     def is_no_target(self, ref: dict) -> bool:
+        """Whether the ref refers to nothing, decided from the ref as ReLA does (``ann_id`` -1 or [-1];
+        real ``grefs(unc).json`` refs also carry a matching boolean ``no_target``), never from its mask:
+        a targeted ref whose annotation decodes empty is not a no-target ref."""
         return not self.ann_ids(ref)
 
     def image_info(self, ref: dict) -> dict:
