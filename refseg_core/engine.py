@@ -677,6 +677,8 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
     _say(talk, f"training {cfg.model} on {cfg.dataset} ({len(train_ds)} refs, {steps_per_epoch} steps/epoch, "
                f"batch {cfg.batch_size} = {info.world_size} x {per_rank}) on {device}, "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    if getattr(train_ds, "empty_sentences", 0):
+        _say(talk, f"{train_ds.empty_sentences} empty sentences in the training refs, tokenised as [SOT, EOT]")
     try:
         with StopFlag() as stop:
             for epoch in range(start_epoch, cfg.epochs):
