@@ -310,8 +310,8 @@ class Refer:
         seg = ann.get("segmentation")
         where = f"ref {ref['ref_id']}, annotation {ann['id']} in {self.instances_file}"
         if isinstance(seg, list) and seg and all(isinstance(p, dict) for p in seg):
-            # A list of RLE dicts: the form the official REFER ``getMask`` expects for RLE (it indexes
-            # ``segmentation[0]``); the synthetic dataset writes RLE this way. Union of the parts.
+            # A list of RLE dicts: no real file has it (real non-crowd objects are polygons, crowd ones a
+            # bare RLE dict), but REFER's ``getMask`` would read it; accepted for tolerance. Union.
             return mask_utils.merge([self._ann_rle(ref, {**ann, "segmentation": p}, h, w) for p in seg])
         if isinstance(seg, list):
             # Polygons: a flat [x0, y0, x1, y1, ...] per part. Parts with fewer than 3 points enclose
