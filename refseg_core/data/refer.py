@@ -122,6 +122,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
       of the 16-bit range, ``v * 255 / 65535`` (values clipped to [0, 65535]) and not by the image's own
       maximum, so that a dark 16-bit image stays dark.
     - ``F`` (float): Pillow's convention of an 8-bit scale, values clipped to [0, 255] and rounded.
+
+    Different on purpose from the official pipeline (REFERENCE §7; issue 15): OpenCV's colour decoding,
+    which the official CRIS code uses, drops the alpha channel and keeps whatever colour is stored under
+    transparent pixels; here they take the letterbox colour instead. COCO images are JPEGs without alpha,
+    so this matters only for custom images.
     """
     mode = img.mode
     if mode == "RGB":
@@ -368,7 +373,13 @@ class Refer:
         return self.image_dir / self.image_info(ref)["file_name"]
 
     def load_image(self, ref: dict) -> Image.Image:
-        """The ref's image as 8-bit RGB (see :func:`to_rgb` for how other modes are converted).
+        """The ref's image as 8-bit RGB (PIL, ``W x H`` of instances.json; see :func:`to_rgb` for how
+        other modes are converted).
+
+        The EXIF orientation tag is ignored on purpose: the pixels are used as stored, which is the frame
+        of ``instances.json``'s width / height and of the polygon coordinates. Decoders that apply the tag
+        (OpenCV's ``imread`` does by default) would turn a tagged image against its mask; here such an
+        image stays aligned with its annotation, and a rotated one fails the size check below.
 
         Raises ``FileNotFoundError`` naming the path and ref id for a missing file and
         :class:`AnnotationError` naming both for an unreadable image or one whose size differs from
