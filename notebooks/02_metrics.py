@@ -183,6 +183,23 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# The exact rule has a catch. The official code does not compare with the decimal labels: its thresholds
+# are `torch.arange(0.5, 1.0, 0.1)`, a *float32* tensor, and float32 cannot hold 0.6, 0.7, 0.8 or 0.9.
+# The cut-offs are their nearest float32 values, two of them just below the label and two just above,
+# and the (float64) IoU is compared with them by `>`. Together with the $10^{-6}$ in the IoU's
+# denominator this decides borderline samples: 70 of 100 pixels gives $70/(100 + 10^{-6}) = 0.69999999$,
+# which is *not* above 0.7 but *is* above the float32 cut-off, so it counts for $\Pr@0.7$.
+# `metrics.PR_CUTOFFS` holds the official values and `RefSegMetrics` uses them:
+
+# %%
+for label, cut in zip(metrics.PR_THRESHOLDS, metrics.PR_CUTOFFS):
+    print(f"Pr@{label}: IoU > {cut:.10f}")
+seventy = np.zeros((1, 100), bool)
+seventy[0, :70] = True
+m = metrics.RefSegMetrics()
+print(f"IoU {m.update(seventy, np.ones((1, 100), bool)):.10f} -> prec@0.7 = {m.compute()['prec@0.7']:.0f}")
+
+# %% [markdown]
 # ## Generalised RES: when an expression refers to several objects, or to none
 #
 # gRefCOCO {cite}`liu2023gres` adds *multi-target* expressions ("all blue shapes": the target is the
@@ -198,8 +215,12 @@ plt.show()
 # | has target | non-empty | TN | IoU | I, U as usual |
 #
 # **gIoU** is the mean of the per-sample terms, **cIoU** the cumulative $\sum I / \sum U$, **N-acc**
-# $= TP/(TP+FN)$ and **T-acc** $= TN/(TN+FP)$. We score two simulated systems on the synthetic gRefCOCO
-# split: one that always outputs *some* mask (the dilated target, or a blob when there is no target) and
+# $= TP/(TP+FN)$ and **T-acc** $= TN/(TN+FP)$. "No target" is a property of the *expression's ref*
+# (`ann_id == [-1]`), as in ReLA's evaluator, not of its mask: a ref that names an object whose annotation
+# happens to decode to nothing is still a targeted sample, and an empty prediction for it is an FP. So
+# `RefSegMetrics.update` takes the ref's flag (`no_target=`, which `engine.evaluate` passes from the
+# dataset); only without one does it fall back to "empty target". We score two simulated systems on the
+# synthetic gRefCOCO split: one that always outputs *some* mask (the dilated target, or a blob when there is no target) and
 # one that in addition says "nothing" whenever the target is empty.
 
 # %%
@@ -208,6 +229,7 @@ groot = ensure_synthetic(data_root, flavour="grefcoco", seed=synthetic_seed, num
 grefer = Refer(groot, "grefcoco", "unc")
 gsamples = grefer.sentences(split)
 gtargets = [grefer.ref_mask(ref).astype(bool) for ref, _ in gsamples]
+gno_target = [grefer.is_no_target(ref) for ref, _ in gsamples]  # from the ref, as ReLA decides
 
 
 def blob(shape):
@@ -217,16 +239,16 @@ def blob(shape):
     return m
 
 
-always = [dilate(t, 1) if t.any() else blob(t.shape) for t in gtargets]
-abstains = [dilate(t, 1) if t.any() else np.zeros_like(t) for t in gtargets]
+always = [blob(t.shape) if nt else dilate(t, 1) for t, nt in zip(gtargets, gno_target)]
+abstains = [np.zeros_like(t) if nt else dilate(t, 1) for t, nt in zip(gtargets, gno_target)]
 gkeys = ["gIoU", "cIoU", "N-acc", "T-acc", "mIoU", "oIoU"]
 rows = ["| system | " + " | ".join(gkeys) + " |", "|---" * (len(gkeys) + 1) + "|"]
 for name, preds in [("always predicts a mask", always), ("says 'nothing' when nothing is there", abstains)]:
     m = RefSegMetrics()
-    m.update_many(preds, gtargets)
+    m.update_many(preds, gtargets, gno_target)
     r = m.compute()
     rows.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.2f}" for k in gkeys) + " |")
-n_empty = sum(not t.any() for t in gtargets)
+n_empty = sum(gno_target)
 n_multi = sum(len(grefer.ann_ids(ref)) > 1 for ref, _ in gsamples)
 display(Markdown(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} multi-target.\n\n" + "\n".join(rows)))
 
@@ -239,7 +261,7 @@ display(Markdown(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} mul
 #
 # * IoU scores one mask; mIoU averages per expression, oIoU per pixel. They can rank systems differently.
 # * CRIS reports mIoU; LTS and most leaderboards report oIoU. Compare like with like.
-# * Pr@X reads the IoU distribution at thresholds (strictly greater than X).
+# * Pr@X reads the IoU distribution at thresholds (strictly greater than the float32 value of X).
 # * gRefCOCO scores no-target expressions with gIoU, cIoU, N-acc and T-acc.
 #
 # ## Exercises

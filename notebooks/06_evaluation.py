@@ -148,7 +148,9 @@ print(f"{dataset} ({split_by}): evaluating {', '.join(f'{s} ({len(refer.sentence
 # into a mask at the *original* image size in four steps:
 #
 # 1. $\sigma(\cdot)$: logits to probabilities, still at stride 4;
-# 2. bicubic up-sampling of the *probabilities* to $S \times S$;
+# 2. bicubic up-sampling of the *probabilities* to $S \times S$, with `align_corners=True` (the corner
+#    pixel centres of the two grids coincide; `postprocess` keeps `align_corners=False` only as a labelled
+#    option);
 # 3. the inverse letterbox: crop the image region out of the square and resize it to $H \times W$;
 # 4. threshold: $\hat M = [\,p > 0.35\,]$.
 #
@@ -170,7 +172,7 @@ lb = LetterboxParams.from_dict(item["meta"]["letterbox"])
 with torch.no_grad():
     logits = focus(item["image"][None], item["tokens"][None])  # (1, 1, S/4, S/4)
 p_stride4 = torch.sigmoid(logits)  # step 1
-p_input = F.interpolate(p_stride4, size=(lb.size, lb.size), mode="bicubic", align_corners=False)  # step 2
+p_input = F.interpolate(p_stride4, size=(lb.size, lb.size), mode="bicubic", align_corners=True)  # step 2
 p_orig = inverse_letterbox(p_input[0, 0], lb, mode="bicubic")  # step 3, (H, W)
 mask = (p_orig > threshold).numpy()  # step 4
 library_mask = postprocess.logits_to_masks(logits, [lb], threshold)[0]

@@ -312,7 +312,7 @@ def evaluate(
                 raise ValueError("evaluate: batches lack meta['orig_mask']; build the dataset with train=False")
             preds = logits_to_masks(logits.float(), [m["letterbox"] for m in metas], threshold)
             for pred, m in zip(preds, metas):
-                sample_iou = metrics.update(pred, m["orig_mask"])
+                sample_iou = metrics.update(pred, m["orig_mask"], no_target=m["no_target"])  # from the ref
                 if return_records:
                     records.append({"ref_id": m["ref_id"], "sent_id": m["sent_id"], "iou": float(sample_iou),
                                     "mask": mask_to_rle(pred)})
@@ -399,8 +399,9 @@ def trivial_baselines(refer, split: str = "val", max_items: int | None = None,
                         for a in ids]
                 best = refer.ref_mask(max(fake, key=refer.mask_area))
             cache[iid] = best
-        whole.update(np.ones_like(target, dtype=bool), target)
-        largest.update(cache[iid], target)
+        no_target = refer.is_no_target(ref)
+        whole.update(np.ones_like(target, dtype=bool), target, no_target)
+        largest.update(cache[iid], target, no_target)
     return {"whole_image": _clean(whole.compute(), refer.generalized),
             "largest_object": _clean(largest.compute(), refer.generalized)}
 
@@ -676,6 +677,8 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
     _say(talk, f"training {cfg.model} on {cfg.dataset} ({len(train_ds)} refs, {steps_per_epoch} steps/epoch, "
                f"batch {cfg.batch_size} = {info.world_size} x {per_rank}) on {device}, "
                f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    if getattr(train_ds, "empty_sentences", 0):
+        _say(talk, f"{train_ds.empty_sentences} empty sentences in the training refs, tokenised as [SOT, EOT]")
     try:
         with StopFlag() as stop:
             for epoch in range(start_epoch, cfg.epochs):

@@ -7,7 +7,10 @@ Classic RES (RefCOCO, RefCOCO+, G-Ref):
 * **mIoU** = mean of per-sample IoUs — what CRIS reports as "IoU" (CRIS issue #12);
 * **oIoU** (overall IoU) = sum of intersections / sum of unions over the split — what LTS, LAVT and most
   leaderboards report;
-* **Pr@X** = fraction of samples whose IoU is *strictly* greater than X, X in {0.5, ..., 0.9}.
+* **Pr@X** = fraction of samples whose IoU is *strictly* greater than X, X in {0.5, ..., 0.9}, where the
+  cut-offs are the float32 values of ``torch.arange(0.5, 1.0, 0.1)`` (official CRIS ``engine/engine.py``):
+  0.5, 0.6000000238, 0.6999999881, 0.8000000119, 0.8999999762 (:data:`PR_CUTOFFS`). The float64 IoU is
+  compared with them in float64, as torch promotes there, so an IoU of 0.7 - 1e-8 counts for Pr@0.7.
 
 Generalised RES (gRefCOCO, Liu et al. 2023; ReLA evaluator after its 2023-08 fix), counts named from the
 no-target side:
@@ -15,11 +18,18 @@ no-target side:
 =========================  ==========================  ===============  ==========================
 sample                     prediction                  count            contribution
 =========================  ==========================  ===============  ==========================
-no target (empty G)        empty                       TP               gIoU term 1, I += 0, U += 0
-no target                  non-empty                   FN               gIoU term 0, U += |P|
+no target                  empty                       TP               gIoU term 1, I += 0, U += 0
+no target                  non-empty                   FN               gIoU term 0, U += |P|G|
 has target                 empty                       FP               gIoU term 0, U += |G|
 has target                 non-empty                   TN               IoU, I += |P&G|, U += |P|G|
 =========================  ==========================  ===============  ==========================
+
+Whether a sample has a target is a property of its *ref*, not of its mask: ReLA reads it from the ref
+(``ann_id == [-1]``), and so does :meth:`RefSegMetrics.update` when given ``no_target`` (the engine passes
+``meta["no_target"]``, i.e. :meth:`Refer.is_no_target`). A targeted ref whose annotation decodes to an
+empty mask is therefore FP (predicted empty) or TN with IoU 0, never TP. Only a caller that has masks
+and no refs may leave ``no_target=None``, and then an empty target stands for "no target". For a
+no-target sample the target is empty, so the FN union ``|P|G|`` is ``|P|``.
 
 **gIoU** = mean of the per-sample terms; **cIoU** = sum I / sum U; **T-acc** = TN / (TN + FP);
 **N-acc** = TP / (TP + FN). With no empty targets, cIoU = oIoU and gIoU = mIoU (up to the 1e-6).
@@ -34,6 +44,9 @@ import numpy as np
 import torch
 
 PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+"""The labels of the Pr@X keys (``prec@0.5`` ... ``prec@0.9``)."""
+PR_CUTOFFS = tuple(float(t) for t in torch.arange(0.5, 1.0, 0.1, dtype=torch.float32))
+"""The values the official code compares with: float32 ``arange(0.5, 1.0, 0.1)``, one per label."""
 EPS = 1e-6
 
 
@@ -77,24 +90,29 @@ class RefSegMetrics:
     def _add(self, key: str, value: float) -> None:
         self.state[self._idx[key]] += value
 
-    def update(self, pred, target) -> float:
-        """Add one sample; returns its IoU (``I / (U + 1e-6)``)."""
+    def update(self, pred, target, no_target: bool | None = None) -> float:
+        """Add one sample: masks ``(H, W)``; returns its IoU (``I / (U + 1e-6)``).
+
+        ``no_target``: whether the sample's ref refers to nothing (gRefCOCO ``ann_id == [-1]``; ReLA's
+        rule). ``None`` decides from the target mask (empty = no target), for callers without refs.
+        """
         i, u = intersection_union(pred, target)
         p_area, g_area = int(_as_bool(pred).sum()), int(_as_bool(target).sum())
+        gt_empty = g_area == 0 if no_target is None else bool(no_target)
         sample_iou = i / (u + EPS)
         self._add("n", 1)
         self._add("sum_iou", sample_iou)
         self._add("sum_i", i)
         self._add("sum_u", u)
-        for t in PR_THRESHOLDS:
-            self._add(f"pr@{t}", float(sample_iou > t))
+        for t, cut in zip(PR_THRESHOLDS, PR_CUTOFFS):
+            self._add(f"pr@{t}", float(sample_iou > cut))
         # Generalised RES: the four cases of the table in the module docstring.
-        if g_area == 0 and p_area == 0:
+        if gt_empty and p_area == 0:
             self._add("tp", 1)
             self._add("sum_giou", 1.0)
-        elif g_area == 0:
+        elif gt_empty:
             self._add("fn", 1)
-            self._add("g_u", p_area)
+            self._add("g_u", u)
         elif p_area == 0:
             self._add("fp", 1)
             self._add("g_u", g_area)
@@ -105,8 +123,13 @@ class RefSegMetrics:
             self._add("g_u", u)
         return sample_iou
 
-    def update_many(self, preds: Iterable, targets: Iterable) -> list[float]:
-        return [self.update(p, g) for p, g in zip(preds, targets)]
+    def update_many(
+        self, preds: Iterable, targets: Iterable, no_targets: Iterable | None = None
+    ) -> list[float]:
+        """:meth:`update` for each sample; ``no_targets`` one flag per sample (None: from the masks)."""
+        preds, targets = list(preds), list(targets)
+        flags = [None] * len(preds) if no_targets is None else list(no_targets)
+        return [self.update(p, g, nt) for p, g, nt in zip(preds, targets, flags)]
 
     def merge(self, other: "RefSegMetrics") -> "RefSegMetrics":
         self.state += other.state

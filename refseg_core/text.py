@@ -1,7 +1,12 @@
 """Tokenisation: CLIP byte-pair encoding (through open_clip) for CRIS, a word vocabulary for LTS.
 
-Both tokenizers are callables ``list[str] -> LongTensor (B, L)`` with padding id 0, and both refuse an
-empty or whitespace-only expression with a ``ValueError`` that names it.
+Both tokenizers are callables ``list[str] -> LongTensor (B, L)`` with padding id 0. By default both refuse
+an empty or whitespace-only expression with a ``ValueError`` that names it (``predict`` relies on that).
+With ``allow_empty=True`` (what the dataset passes, so one empty sentence in real annotations never stops
+a run) an empty expression is tokenised as the official code does: the CLIP tokenizer gives
+``[SOT, EOT]`` (official CRIS ``utils/simple_tokenizer.py`` + ``tokenize``: BPE of "" is no token), and the
+word vocabulary, for which no official code exists (LTS), gives one ``<unk>`` so that the bi-GRU still
+has a step to read.
 """
 
 from __future__ import annotations
@@ -14,11 +19,11 @@ import torch
 from refseg_core.vocabulary import split_words
 
 
-def check_expressions(texts: Sequence[str]) -> list[str]:
+def check_expressions(texts: Sequence[str], allow_empty: bool = False) -> list[str]:
     """Validate a batch of referring expressions; returns them as a list.
 
-    Raises ``TypeError`` for a bare string or a non-string item and ``ValueError`` for an empty or
-    whitespace-only expression, naming its position in the batch.
+    Raises ``TypeError`` for a bare string or a non-string item and, unless ``allow_empty``,
+    ``ValueError`` for an empty or whitespace-only expression, naming its position in the batch.
     """
     if isinstance(texts, str):
         raise TypeError("tokenizer expects a list of expressions, got a single string; wrap it in a list")
@@ -26,7 +31,7 @@ def check_expressions(texts: Sequence[str]) -> list[str]:
     for i, t in enumerate(out):
         if not isinstance(t, str):
             raise TypeError(f"expression {i} is {type(t).__name__}, not str: {t!r}")
-        if not t.strip():
+        if not t.strip() and not allow_empty:
             raise ValueError(f"expression {i} is empty ({t!r}); a referring expression needs words")
     return out
 
@@ -50,8 +55,10 @@ class ClipTokenizer:
         self.eot_id = self._bpe.encoder["<end_of_text>"]
         self.vocab_size = len(self._bpe.encoder)
 
-    def __call__(self, texts: Sequence[str]) -> torch.LongTensor:
-        texts = check_expressions(texts)
+    def __call__(self, texts: Sequence[str], *, allow_empty: bool = False) -> torch.LongTensor:
+        """``B`` expressions -> ``LongTensor (B, word_len)``; an empty one is ``[SOT, EOT]`` when
+        ``allow_empty`` (else ``ValueError``)."""
+        texts = check_expressions(texts, allow_empty)
         out = torch.zeros(len(texts), self.word_len, dtype=torch.long)
         for i, t in enumerate(texts):
             ids = [self.sot_id] + self._bpe.encode(t) + [self.eot_id]
@@ -96,9 +103,10 @@ class WordVocab:
     def encode(self, text: str) -> list[int]:
         return [self.stoi.get(w, 1) for w in split_words(text)]
 
-    def __call__(self, texts: Sequence[str]) -> torch.LongTensor:
-        texts = check_expressions(texts)
-        rows = [self.encode(t) for t in texts]
+    def __call__(self, texts: Sequence[str], *, allow_empty: bool = False) -> torch.LongTensor:
+        """``B`` expressions -> ``LongTensor (B, L)``; an empty one is ``[<unk>]`` when ``allow_empty``."""
+        texts = check_expressions(texts, allow_empty)
+        rows = [self.encode(t) or ([self.stoi[self.UNK]] if allow_empty else []) for t in texts]
         if any(len(r) == 0 for r in rows):
             bad = next(t for t, r in zip(texts, rows) if not r)
             raise ValueError(f"expression {bad!r} has no words")

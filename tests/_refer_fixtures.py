@@ -198,7 +198,8 @@ def make_refer(root: Path, dataset: str = "refcoco", split_by: str = "unc") -> F
 
 
 def make_grefer(root: Path, as_pickle: bool = False) -> Fixture:
-    """A G-REFER dataset: multi-target (list ann ids), no-target ([-1] and -1) and single-target refs."""
+    """A G-REFER dataset: multi-target (list ann ids), no-target ([-1] and -1) and single-target refs,
+    each with the boolean ``no_target`` of the real release."""
     instances, masks = base_instances()
     refs = [
         make_ref(1, [101, 102], 1, "train", ["man and dog"], 10, category_id=[1, 2]),
@@ -207,6 +208,8 @@ def make_grefer(root: Path, as_pickle: bool = False) -> Fixture:
         make_ref(4, -1, 2, "val", ["a giraffe"], 40, category_id=-1),
         make_ref(5, [101, 103], 1, "val", ["man and the crowd"], 50, category_id=[1, 2]),
     ]
+    for r in refs:  # the real grefs(unc).json carries this boolean on every ref
+        r["no_target"] = r["ann_id"] in (-1, [-1])
     fx = Fixture(Path(root), "grefcoco", "unc", refs, instances, masks)
     name = "grefs(unc).p" if as_pickle else "grefs(unc).json"
     (write_pickle if as_pickle else write_json)(fx.folder / name, refs)

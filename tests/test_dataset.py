@@ -105,13 +105,36 @@ def test_sentence_draw_is_reproducible_per_epoch(refer, clip_tok):
     assert da != draws(c, range(12), [0, 1])  # the seed matters
 
 
-def test_empty_expression_names_ref_and_sentence(fx, clip_tok):
-    fx.refs[3]["sentences"][1]["sent"] = "   "
+def test_empty_sentence_is_tokenised_as_the_official_clip_tokenizer_does(fx, clip_tok):
+    """Official CLIP ``tokenize``: ``[SOT] + bpe("") + [EOT]`` with no BPE tokens for an empty or
+    whitespace-only text, so the row is ``[SOT, EOT, 0, ...]``; the dataset counts such sentences."""
+    fx.refs[3]["sentences"][1]["sent"] = "   "  # ref 3 (val), sentence 31
+    fx.refs[2]["sentences"][0]["sent"] = ""  # ref 4 (train), its only sentence; zero-area: skipped
+    fx.refs[0]["sentences"] = [dict(s, sent="") for s in fx.refs[0]["sentences"]]  # ref 1 (train): all empty
     write_pickle(fx.folder / "refs(unc).p", fx.refs)
-    ds = RefSegDataset(Refer(fx.root), "val", clip_tok, input_size=S, train=False)
-    assert ds[0]["meta"]["sent_id"] == 30
-    with pytest.raises(AnnotationError, match=r"refs\(unc\)\.p: ref 3, sentence 31: expression '   '.*empty"):
-        ds[1]
+    with pytest.warns(UserWarning, match=r"split 'val': 1 empty or whitespace-only sentences"):
+        ds = RefSegDataset(Refer(fx.root), "val", clip_tok, input_size=S, train=False)
+    assert ds.empty_sentences == 1
+    item = ds[1]
+    assert item["meta"]["sent_id"] == 31
+    want = [clip_tok.sot_id, clip_tok.eot_id] + [0] * (clip_tok.word_len - 2)
+    assert item["tokens"].tolist() == want
+    with pytest.warns(UserWarning, match="2 empty"):
+        train = RefSegDataset(Refer(fx.root), "train", clip_tok, input_size=S, train=True)
+    assert train.empty_sentences == 2  # ref 1's two sentences; ref 4 is not a training item
+    for epoch in range(3):  # every draw of every training item loads
+        train.set_epoch(epoch)
+        assert [train[i]["tokens"].shape for i in range(len(train))]
+    # the word vocabulary (LTS, no official code) gives one <unk> so the bi-GRU has a step to read
+    vocab = WordVocab.from_expressions(["man on the left"], max_len=4)
+    with pytest.warns(UserWarning, match="1 empty"):
+        lts = RefSegDataset(Refer(fx.root), "val", vocab, input_size=S, train=False)
+    assert lts[1]["tokens"].tolist() == [1, 0, 0, 0]
+    # outside a dataset an empty expression is still refused (predict relies on this)
+    with pytest.raises(ValueError, match="empty"):
+        clip_tok(["  "])
+    with pytest.raises(ValueError, match="empty"):
+        vocab([""])
 
 
 def test_missing_and_corrupt_image_name_ref(refer, fx, clip_tok):

@@ -45,3 +45,20 @@ def test_probs_are_clamped_and_errors_are_clear():
         logits_to_masks(torch.zeros(2, 1, 4, 4), [p])
     with pytest.raises(ValueError, match="threshold"):
         logits_to_masks(torch.zeros(1, 1, 4, 4), [p], threshold=1.0)
+
+
+def test_upsampling_aligns_corners_as_the_official_engine():
+    """Official ``engine/engine.py``: bicubic with ``align_corners=True``. Output pixel ``i`` of an ``S``
+    grid then samples the ``h`` grid at ``i * (h - 1) / (S - 1)``; with ``h = 4, S = 13`` rows and columns
+    0, 4, 8, 12 fall exactly on input pixels, where the cubic kernel has weight 1 and the probability
+    passes through unchanged. Pixel-area alignment (``align_corners=False``) breaks this."""
+    h, size = 4, 13
+    logits = torch.randn(1, 1, h, h, generator=torch.Generator().manual_seed(0)) * 3
+    p = letterbox_params(size, size, size)  # square image of the input size: the inverse is the identity
+    prob = logits_to_probs(logits, [p])[0]
+    on_grid = prob[:: (size - 1) // (h - 1), :: (size - 1) // (h - 1)]
+    torch.testing.assert_close(on_grid, torch.sigmoid(logits[0, 0]), rtol=0, atol=1e-6)
+    other = logits_to_probs(logits, [p], align_corners=False)[0]
+    assert not torch.allclose(other[::4, ::4], torch.sigmoid(logits[0, 0]), atol=1e-3)
+    mask = logits_to_masks(logits, [p], 0.35)[0]
+    assert np.array_equal(mask[::4, ::4], (torch.sigmoid(logits[0, 0]) > 0.35).numpy())

@@ -83,3 +83,33 @@ def test_merge_equals_single_accumulator_and_accepts_torch():
 def test_empty_accumulator_is_nan_not_an_exception():
     r = RefSegMetrics().compute()
     assert r["n"] == 0 and math.isnan(r["mIoU"]) and math.isnan(r["oIoU"])
+
+
+
+def test_pr_cutoffs_are_the_official_float32_arange_compared_with_greater_than():
+    """Official CRIS: ``for thres in torch.arange(0.5, 1.0, 0.1): (iou > thres)`` with float32 thresholds.
+    float32 rounds 0.7 and 0.9 *down* (0.6999999881, 0.8999999762), so an IoU of 70 / (100 + 1e-6) =
+    0.699999993 (70 of 100 pixels) passes Pr@0.7 there; against a float64 0.7 it would not."""
+    from refseg_core.metrics import PR_CUTOFFS, PR_THRESHOLDS
+
+    expected = [float(np.float32(x)) for x in PR_THRESHOLDS]  # the nearest float32 of each label
+    assert list(PR_CUTOFFS) == expected
+    assert expected[2] < 0.7 and expected[4] < 0.9 and expected[1] > 0.6 and expected[3] > 0.8
+
+    def score(i, u=100):
+        g = np.zeros((1, u), bool)
+        g[0, :] = True
+        p = g.copy()
+        p[0, i:] = False
+        m = RefSegMetrics()
+        assert m.update(p, g) == pytest.approx(i / (u + 1e-6), rel=1e-12)
+        return m.compute()
+
+    r70, r90 = score(70), score(90)
+    assert 70 / (100 + 1e-6) < 0.7 and 90 / (100 + 1e-6) < 0.9
+    assert r70["prec@0.7"] == 1.0 and r70["prec@0.8"] == 0.0
+    assert r90["prec@0.9"] == 1.0
+    # 9 of 10 pixels: 0.89999991 is below the float32 cut-off 0.8999999762; strictly greater still rules
+    assert score(9, 10)["prec@0.9"] == 0.0
+    # 60 of 100: 0.59999999 is below 0.6000000238 (float32 rounds 0.6 up)
+    assert score(60)["prec@0.6"] == 0.0 and score(61)["prec@0.6"] == 1.0

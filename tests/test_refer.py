@@ -346,3 +346,28 @@ def test_refs_file_is_a_json_dict_not_list(tmp_path):
     (fx.folder / "grefs(unc).json").write_text(json.dumps({"refs": []}))
     with pytest.raises(AnnotationError, match="expected a list of refs"):
         Refer(fx.root, "grefcoco")
+
+
+def test_grefer_reads_the_pickle_when_both_files_exist(tmp_path):
+    """G_REFER (gRefCOCO ``grefer.py``) opens ``grefs(unc).p`` when it exists and the JSON otherwise."""
+    fx = make_grefer(tmp_path)  # writes grefs(unc).json
+    only_in_pickle = [dict(fx.refs[2], sentences=[dict(fx.refs[2]["sentences"][0], sent="from the pickle")])]
+    write_pickle(fx.folder / "grefs(unc).p", only_in_pickle)
+    g = Refer(fx.root, "grefcoco", "unc")
+    assert g.refs_file.name == "grefs(unc).p" and len(g.refs) == 1
+    assert g.refs[0]["sentences"][0]["sent"] == "from the pickle"
+    (fx.folder / "grefs(unc).p").unlink()
+    assert len(Refer(fx.root, "grefcoco", "unc").refs) == len(fx.refs)
+
+
+def test_exif_orientation_is_ignored_so_pixels_stay_in_the_annotation_frame(refer, fx):
+    """Kept on purpose (issue 15 item 8): an orientation tag (6 = rotate 90 degrees) is not applied; the
+    image stays W x H as instances.json says, pixel for pixel as stored. Pins the documented behaviour."""
+    arr = np.arange(16 * 12 * 3, dtype=np.uint8).reshape(16, 12, 3)
+    img = Image.fromarray(arr, "RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(fx.image_file(2), format="PNG", exif=exif.tobytes())
+    with Image.open(fx.image_file(2)) as check:
+        assert check.getexif().get(0x0112) == 6  # the tag really is in the file
+    np.testing.assert_array_equal(np.asarray(refer.load_image(ref_by_id(refer, 5))), arr)

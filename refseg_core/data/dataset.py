@@ -39,6 +39,10 @@ class RefSegDataset(Dataset):
     without sentences, warning once with their count; G-REFER no-target refs are kept. Evaluation
     keeps every sentence.
 
+    An empty or whitespace-only sentence never stops a run: it is tokenised as the official CLIP
+    tokenizer does, ``[SOT, EOT]`` (``tokenizer(..., allow_empty=True)``; see :mod:`refseg_core.text`),
+    and :attr:`empty_sentences` counts those among the items (one warning when there are any).
+
     Item (``S = input_size``): ``image`` FloatTensor (3, S, S) normalised; ``tokens`` LongTensor (L,);
     ``mask`` FloatTensor (1, S, S) letterboxed, soft edges in [0, 1]; ``meta`` dict with ``ref_id``,
     ``sent_id``, ``image_id``, ``sentence``, ``no_target`` (bool), ``letterbox`` (params dict) and, in
@@ -88,6 +92,14 @@ class RefSegDataset(Dataset):
             self.items = pairs
         if max_items is not None:
             self.items = self.items[: int(max_items)]
+        sents = [s for r, s in self.items for s in (r["sentences"] if s is None else [s])]
+        self.empty_sentences = sum(not Refer.sentence_text(s).strip() for s in sents)
+        if self.empty_sentences:
+            warnings.warn(
+                f"{refer.refs_file} split {split!r}: {self.empty_sentences} empty or whitespace-only "
+                "sentences, tokenised as the official CLIP tokenizer does ([SOT, EOT])",
+                stacklevel=2,
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose sentence draw ``__getitem__`` reproduces (call before each epoch)."""
@@ -112,7 +124,9 @@ class RefSegDataset(Dataset):
             sent = self._draw_sentence(index, ref)
         text = Refer.sentence_text(sent)
         try:
-            tokens = self.tokenizer([text])[0]
+            # An empty sentence: the official tokenisation ([SOT, EOT]) instead of an error.
+            empty = not text.strip()
+            tokens = (self.tokenizer([text], allow_empty=True) if empty else self.tokenizer([text]))[0]
         except (ValueError, TypeError) as exc:
             raise AnnotationError(
                 f"{self.refer.refs_file}: ref {ref['ref_id']}, sentence {sent.get('sent_id')}: "

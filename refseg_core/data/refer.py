@@ -3,7 +3,8 @@
 On-disk layout (lichengunc/refer; gRefCOCO of Liu et al., CVPR 2023)::
 
     <data_root>/<dataset>/refs(<split_by>).p     REFER: a pickle of a list of ref dicts
-    <data_root>/grefcoco/grefs(unc).json         G-REFER: JSON (or grefs(unc).p) of a list of ref dicts
+    <data_root>/grefcoco/grefs(unc).p            G-REFER: a pickle of a list of ref dicts, read when present
+    <data_root>/grefcoco/grefs(unc).json         G-REFER: the same list as JSON, read otherwise
     <data_root>/<dataset>/instances.json         COCO: images, annotations, categories
     <data_root>/images/train2014/<file_name>     COCO train2014 images
 
@@ -121,6 +122,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
       of the 16-bit range, ``v * 255 / 65535`` (values clipped to [0, 65535]) and not by the image's own
       maximum, so that a dark 16-bit image stays dark.
     - ``F`` (float): Pillow's convention of an 8-bit scale, values clipped to [0, 255] and rounded.
+
+    Different on purpose from the official pipeline (REFERENCE §7; issue 15): OpenCV's colour decoding,
+    which the official CRIS code uses, drops the alpha channel and keeps whatever colour is stored under
+    transparent pixels; here they take the letterbox colour instead. COCO images are JPEGs without alpha,
+    so this matters only for custom images.
     """
     mode = img.mode
     if mode == "RGB":
@@ -191,14 +197,14 @@ class Refer:
         self.image_dir = Path(image_dir) if image_dir is not None else self.data_root / "images" / "train2014"
 
         if self.generalized:
+            # The G_REFER API (gRefCOCO ``grefer.py``) reads the pickle when it exists, else the JSON.
             json_file, pickle_file = folder / f"grefs({split_by}).json", folder / f"grefs({split_by}).p"
-            what = f"grefs({split_by}).json from the gRefCOCO release"
-            if json_file.is_file() or not pickle_file.is_file():
-                self.refs_file = json_file
-                refs = _load_json(json_file, what)
-            else:
+            if pickle_file.is_file():
                 self.refs_file = pickle_file
                 refs = safe_load_pickle(pickle_file, f"grefs({split_by}).p from the gRefCOCO release")
+            else:
+                self.refs_file = json_file
+                refs = _load_json(json_file, f"grefs({split_by}).json (or .p) from the gRefCOCO release")
         else:
             self.refs_file = folder / f"refs({split_by}).p"
             refs = safe_load_pickle(self.refs_file, f"refs({split_by}).p from the REFER release")
@@ -273,6 +279,9 @@ class Refer:
         return [int(a) for a in ids if int(a) != -1]
 
     def is_no_target(self, ref: dict) -> bool:
+        """Whether the ref refers to nothing, decided from the ref as ReLA does (``ann_id`` -1 or [-1];
+        real ``grefs(unc).json`` refs also carry a matching boolean ``no_target``), never from its mask:
+        a targeted ref whose annotation decodes empty is not a no-target ref."""
         return not self.ann_ids(ref)
 
     def image_info(self, ref: dict) -> dict:
@@ -306,8 +315,8 @@ class Refer:
         seg = ann.get("segmentation")
         where = f"ref {ref['ref_id']}, annotation {ann['id']} in {self.instances_file}"
         if isinstance(seg, list) and seg and all(isinstance(p, dict) for p in seg):
-            # A list of RLE dicts: the form the official REFER ``getMask`` expects for RLE (it indexes
-            # ``segmentation[0]``); the synthetic dataset writes RLE this way. Union of the parts.
+            # A list of RLE dicts: no real file has it (real non-crowd objects are polygons, crowd ones a
+            # bare RLE dict), but REFER's ``getMask`` would read it; accepted for tolerance. Union.
             return mask_utils.merge([self._ann_rle(ref, {**ann, "segmentation": p}, h, w) for p in seg])
         if isinstance(seg, list):
             # Polygons: a flat [x0, y0, x1, y1, ...] per part. Parts with fewer than 3 points enclose
@@ -364,7 +373,13 @@ class Refer:
         return self.image_dir / self.image_info(ref)["file_name"]
 
     def load_image(self, ref: dict) -> Image.Image:
-        """The ref's image as 8-bit RGB (see :func:`to_rgb` for how other modes are converted).
+        """The ref's image as 8-bit RGB (PIL, ``W x H`` of instances.json; see :func:`to_rgb` for how
+        other modes are converted).
+
+        The EXIF orientation tag is ignored on purpose: the pixels are used as stored, which is the frame
+        of ``instances.json``'s width / height and of the polygon coordinates. Decoders that apply the tag
+        (OpenCV's ``imread`` does by default) would turn a tagged image against its mask; here such an
+        image stays aligned with its annotation, and a rotated one fails the size check below.
 
         Raises ``FileNotFoundError`` naming the path and ref id for a missing file and
         :class:`AnnotationError` naming both for an unreadable image or one whose size differs from

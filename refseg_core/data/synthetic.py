@@ -10,16 +10,21 @@ referring expressions checked for uniqueness (``synthetic_language``) and writes
     <out>/<dataset>/synthetic.json                        manifest, written last
 
 Format choices (checked against lichengunc/refer ``refer.py`` and henghuiding/gRefCOCO ``grefer.py``):
-- ``segmentation`` is a list of flat polygons (several parts when an occluder cuts an object in two)
-  or, for rings, some occluded objects and a random ~15 % of the others, a list holding one compressed
-  RLE dict with ``counts`` as str: REFER/G_REFER ``getMask`` index ``segmentation[0]`` and sum the
-  decoded masks over axis 2, which a bare RLE dict would break.
+- Only the annotation forms the real files use (REFERENCE §7): every object is non-crowd
+  (``iscrowd`` 0) and its ``segmentation`` is a list of flat polygons, like COCO's: the shape's outline,
+  or, for an object partly hidden by another, one polygon per visible part traced from its mask (several
+  parts when an occluder cuts it in two). A hole (a ring's, or an occluder inside an object) is cut open
+  with a zero-width slit, as COCO annotators do, since a polygon list cannot express one. Real crowd
+  regions (a bare RLE dict with uncompressed list ``counts``) are never referred to and none is written;
+  the loader tests cover them with fixtures. Version 1 wrote some objects as a list holding one compressed
+  RLE, a form no real file has and on which ReLA's loaders drop or fail.
 - A ref's ``file_name`` carries an extra ``_<ann_id>`` suffix like the REFER release's
   (``COCO_train2014_000000581857_16.jpg``); REFER never reads it (images come from
   ``instances.json``), so neither should a loader.
 - G-REFER: ``ann_id`` and ``category_id`` are always lists (one category per annotation); a no-target
   ref has ``ann_id == [-1]`` and ``category_id == [-1]`` (the -1 for the category is our choice; the
-  public grefer.py only tests ``ann_id == [-1]``).
+  public grefer.py only tests ``ann_id == [-1]``). Every ref carries the boolean ``no_target`` of the real
+  ``grefs(unc).json`` (True exactly when ``ann_id == [-1]``).
 
 Image ids: each flavour owns a disjoint id range (refcoco 1,000,001+, refcoco+ 2,000,001+,
 grefcoco 3,000,001+), so flavours share ``images/train2014`` without ever overwriting each other.
@@ -48,12 +53,11 @@ from refseg_core.vocabulary import split_words
 from . import synthetic_language as lang
 from . import synthetic_scenes as scenes
 
-VERSION = 1
+VERSION = 2  # 2: only polygon segmentations (no RLE), G-REFER refs carry no_target
 DATASET_NAME = {"refcoco": "refcoco", "refcoco+": "refcoco+", "grefcoco": "grefcoco"}
 ID_BASE = {"refcoco": 1_000_000, "refcoco+": 2_000_000, "grefcoco": 3_000_000}
 MAX_IMAGES = 999_999
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "testA": 0.1, "testB": 0.1}
-RLE_FRACTION = 0.15
 GREF_MIX = {"single": 0.6, "multi": 0.3, "none": 0.1}
 IMAGE_DIR = Path("images") / "train2014"
 
@@ -106,13 +110,10 @@ def plan_image(seed: int, flavour: str, index: int, image_size: int) -> dict:
     vis = scenes.visible_masks(full)
     seg = []
     for o, f, v in zip(objs, full, vis):
+        if o.shape != "ring":
+            rng.random()  # version 1 drew polygon-or-RLE here; drawing still keeps its scenes and refs
         occluded = bool((f & ~v).any())
-        polys = None
-        if o.shape != "ring" and not occluded and rng.random() >= RLE_FRACTION:
-            polys = [scenes.flat(scenes.outline(o)[0])]
-        elif o.shape != "ring" and occluded and rng.random() < 0.7:
-            polys = scenes.mask_polygons(v)
-        seg.append(polys if polys is not None else scenes.rle_segmentation(v))
+        seg.append(scenes.mask_polygons(v) if occluded else scenes.shape_polygons(o))
     refs = []
     for i in range(len(objs)):
         kind = "single"
@@ -174,18 +175,14 @@ def _make_image(job):
     plan = plan_image(seed, flavour, index, image_size)
     w, h = plan["w"], plan["h"]
     # Paint each object with its *annotated* mask so pixels and annotations agree.
-    paint = []
-    for seg in plan["seg"]:
-        rle = seg if isinstance(seg[0], dict) else mask_utils.frPyObjects(seg, h, w)
-        paint.append(mask_utils.decode(rle).any(axis=2))
+    paint = [scenes.raster(seg, h, w) for seg in plan["seg"]]
     img = scenes.render(plan["rng_render"], plan["objs"], paint, w, h)
     image_id = ID_BASE[flavour] + index + 1
     path = os.path.join(img_dir, image_file_name(image_id))
     img.save(path, format="JPEG", quality=95)
     anns = []
     for o, seg in zip(plan["objs"], plan["seg"]):
-        rle = seg if isinstance(seg[0], dict) else mask_utils.frPyObjects(seg, h, w)
-        merged = mask_utils.merge(rle) if isinstance(rle, list) else rle
+        merged = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
         anns.append({"category_id": o.category_id, "segmentation": seg,
                      "area": float(mask_utils.area(merged)),
                      "bbox": [round(float(v), 2) for v in mask_utils.toBbox(merged)], "iscrowd": 0})
@@ -299,6 +296,8 @@ def _write_annotations(ddir: Path, dataset: str, results, splits, manifest: dict
                    "ann_id": (t_ann or [-1]) if gref else t_ann[0],
                    "ref_id": ref_id, "image_id": img["id"], "split": split, "sentences": sents,
                    "category_id": (t_cat or [-1]) if gref else t_cat[0]}
+            if gref:
+                rec["no_target"] = not t_ann
             refs.append(rec)
             ref_id += 1
             per_split[split]["refs"] += 1

@@ -205,43 +205,52 @@ def render(rng: np.random.Generator, objs: list[Obj], masks: list[np.ndarray], w
     return Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
 
 
-def rle_segmentation(m: np.ndarray) -> list[dict]:
-    """Compressed RLE of a bool (H, W) mask as REFER's ``getMask`` reads it: a list of one RLE dict
-    ``[{"size": [H, W], "counts": str}]`` (a bare dict breaks REFER/G_REFER's ``segmentation[0]``)."""
-    rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-    return [{"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}]
+def _keyhole(outer: list[tuple[float, float]], holes: list[list[tuple[float, float]]]) -> list[tuple]:
+    """One polygon for an outer ring with holes: each hole is spliced in through a zero-width slit.
+
+    COCO polygons cannot carry holes, so real annotations cut a slit instead. pycocotools fills
+    polygons by the even-odd rule, so the slit's two coincident edges cancel and the hole stays empty.
+    The hole must run the other way round from the outer ring (contourpy and :func:`outline` do so).
+    """
+    ring = list(outer)
+    for hole in holes:
+        a = np.asarray(ring, dtype=np.float64)
+        b = np.asarray(hole, dtype=np.float64)
+        d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        turn = list(hole[j:]) + list(hole[:j]) + [hole[j]]  # around the hole, back to where it started
+        ring = ring[: i + 1] + turn + ring[i:]
+    return ring
 
 
-def mask_polygons(m: np.ndarray, min_iou: float = 0.9) -> list[list[float]] | None:
-    """Outer contours of each connected part of a bool (H, W) mask as flat COCO polygons.
+def shape_polygons(obj: Obj) -> list[list[float]]:
+    """COCO ``segmentation`` of an unoccluded object: its outline as one flat polygon (a ring's hole
+    through a slit, see :func:`_keyhole`); rasterises to exactly :func:`full_mask`."""
+    polys = outline(obj)
+    if len(polys) == 1:
+        return [flat(polys[0])]
+    outer, hole = polys
+    return [flat(_keyhole(outer + [outer[0]], [hole[::-1]]))]
 
-    Contours come from ``contourpy`` at level 0.5, so they run between pixel centres. Returns None
-    when the mask has a hole (a polygon list cannot express one) or when the polygons, rasterised by
-    pycocotools, would not reproduce the mask with IoU >= ``min_iou``; the caller then uses RLE.
+
+def mask_polygons(m: np.ndarray) -> list[list[float]]:
+    """The connected parts of a bool (H, W) mask as flat COCO polygons, one per part (``[]`` if empty).
+
+    Boundaries come from ``contourpy`` filled contours at level 0.5, so they run between pixel centres;
+    a part with holes becomes one polygon with slits (:func:`_keyhole`). Rasterised by pycocotools the
+    polygons give back the mask pixel for pixel on the generated scenes (``tests/test_synthetic.py``).
     """
     import contourpy
 
-    h, w = m.shape
     z = np.pad(m.astype(np.float64), 1)
-    lines = contourpy.contour_generator(z=z, line_type=contourpy.LineType.Separate).lines(0.5)
-    polys = []
-    for ln in lines:
-        pts = ln[:-1] if len(ln) > 1 and np.allclose(ln[0], ln[-1]) else ln
-        if len(pts) < 3:
-            continue
-        x, y = pts[:, 0] - 1.0 + 0.5, pts[:, 1] - 1.0 + 0.5  # undo the pad; pixel centre at i + 0.5
-        area2 = float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-        polys.append((area2, [round(float(c), 2) for xy in zip(x, y) for c in xy]))
-    if not polys:
-        return None
-    signs = {a > 0 for a, _ in polys if abs(a) > 1e-9}
-    if len(signs) > 1:  # contours of both orientations: an outer boundary and a hole
-        return None
-    out = [p for _, p in polys]
-    dec = raster(out, h, w)
-    inter, union = (dec & m).sum(), (dec | m).sum()
-    if union == 0 or inter / union < min_iou:
-        return None
+    gen = contourpy.contour_generator(z=z, fill_type=contourpy.FillType.OuterOffset)
+    points, offsets = gen.filled(0.5, 1.5)
+    out = []
+    for pts, offs in zip(points, offsets):
+        rings = [pts[a:b] - 0.5 for a, b in zip(offs[:-1], offs[1:])]  # undo the pad; centre at i + 0.5
+        rings = [[(float(x), float(y)) for x, y in r] for r in rings if len(r) >= 4]  # closed: >= 3 + 1
+        if rings:
+            out.append(flat(_keyhole(rings[0], rings[1:])))
     return out
 
 

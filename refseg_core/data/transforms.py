@@ -5,14 +5,16 @@ the aspect ratio: the image is scaled by ``min(S/H, S/W)``, centred on an ``S x 
 the CLIP mean colour (bicubic), and the mask is warped the same way (bilinear, soft edges, border 0).
 Predictions are mapped back by cropping the letterboxed region and resizing it to ``(H, W)``.
 
-Differences from the official code, all below one pixel: the official affine warp places the image
-at a sub-pixel offset ``(S - H*scale) / 2`` and maps pixel *indices* (``x_src = (x_dst - offset) /
-scale``), while here the resized size is rounded half-up to whole pixels (at least 1), the offset is
-``(S - new) // 2`` (an odd remainder leaves the extra pixel at the bottom / right) and resizing maps
-pixel *centres* (``torch.nn.functional.interpolate``, ``align_corners=False``, no antialiasing, the
-same cubic kernel a = -0.75 and linear kernel as OpenCV). The inverse is then a plain crop and resize.
-Measured against OpenCV's ``warpAffine`` on COCO-sized images into 416: mean absolute image difference
-about 2/255, and inverse-warped predictions thresholded at 0.35 agree with IoU above 0.995.
+Differences from the official code that stay on purpose (issue 15), all below one pixel: the official
+affine warp places the image at a sub-pixel offset ``(S - H*scale) / 2`` and maps pixel *indices*
+(``x_src = (x_dst - offset) / scale``), while here the resized size is rounded half-up to whole pixels
+(at least 1), the offset is ``(S - new) // 2`` (an odd remainder leaves the extra pixel at the bottom /
+right) and resizing maps pixel *centres* (``torch.nn.functional.interpolate``, ``align_corners=False``,
+no antialiasing, the same cubic kernel a = -0.75 and linear kernel as OpenCV). The whole-pixel placement
+makes the inverse a plain crop and resize and needs no OpenCV. Measured against OpenCV's ``warpAffine``
+on COCO-sized images into 416: mean absolute image difference about 2/255, and inverse-warped
+predictions thresholded at 0.35 agree with IoU above 0.995 (with the official ``align_corners=True``
+up-sampling of :mod:`refseg_core.postprocess`).
 """
 
 from __future__ import annotations
