@@ -137,9 +137,10 @@ def load_model_state(model, state: dict, source: str) -> None:
                          f"model ({detail[:300]})") from None
 
 
-def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu"):
+def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu", source=None):
     """Rebuild the model saved in a checkpoint (architecture + tokenizer from ``model_config``) and load
-    its weights. Returns the model in eval mode on ``map_location``."""
+    its weights. Returns the model in eval mode on ``map_location``. ``source`` names the file in errors
+    when a loaded dict is given. No weight file named in ``model_config`` is opened (:func:`rebuild_kwargs`)."""
     from refseg_core.models import build_model
 
     ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt, map_location)
@@ -147,10 +148,11 @@ def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu"
         raise ValueError("checkpoint holds no 'model_config'; cannot rebuild the model")
     name, cfg = rebuild_kwargs(ckpt["model_config"])
     model = build_model(name, **cfg)
-    where = path_or_ckpt if not isinstance(path_or_ckpt, dict) else "checkpoint"
-    load_model_state(model, ckpt["model"], f"checkpoint {where}")
+    where = source if source is not None else path_or_ckpt if not isinstance(path_or_ckpt, dict) else None
+    load_model_state(model, ckpt["model"], f"checkpoint {where}" if where is not None else "the checkpoint")
     return model.to(map_location).eval()
 
 
-__all__ = ["atomic_torch_save", "CheckpointWriteError", "load_checkpoint", "load_model_state", "model_from_checkpoint", "rebuild_kwargs",
+__all__ = ["atomic_torch_save", "CheckpointWriteError", "load_checkpoint", "load_model_state", "model_from_checkpoint",
+           "rebuild_kwargs",
            "rng_state", "set_rng_state"]
