@@ -61,7 +61,7 @@ def data_rows(data_root: str | Path, workers_list=(0, 1, 2), image_size: int = 4
     """Generate (once; cached by its manifest) a synthetic RefCOCO-format dataset of ``num_images`` images
     of side ~``image_size`` under ``data_root``, and measure the loader with each worker count."""
     root = ensure_synthetic(data_root, "refcoco", seed=0, num_images=num_images, image_size=image_size,
-                            num_workers=gen_workers)
+                            num_workers=gen_workers, regenerate=True)  # a benchmark's scratch cache
     refer = Refer(root, "refcoco", "unc")
     return [dict(loader_throughput(refer, w, batch_size, input_size, num_batches, device=device),
                  image_size=image_size) for w in workers_list]

@@ -29,7 +29,7 @@ def eval_row(model_name: str, data_root: str | Path, num_sentences: int = 10_000
     device = torch.device(device)
     num_images = max(8, int(num_sentences / (0.7 * SENTENCES_PER_IMAGE)) + 1)
     root = ensure_synthetic(data_root, "refcoco", seed=0, num_images=num_images, image_size=image_size,
-                            num_workers=gen_workers)
+                            num_workers=gen_workers, regenerate=True)  # a benchmark's scratch cache
     refer = Refer(root, "refcoco", "unc")
     available = len(refer.sentences("train"))
     if available < num_sentences:

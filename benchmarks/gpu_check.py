@@ -192,7 +192,7 @@ def part_training(check: Check) -> None:
     s, work = check.sizes, check.out / "_work"
     t_data = time.time()  # generated here with all workers; train() then finds it (same manifest)
     ensure_synthetic(work / "train_data", "refcoco", 0, s["train_images"], s["train_image_size"],
-                     num_workers=s["workers"])
+                     num_workers=s["workers"], regenerate=True)  # _work is this script's scratch
     data_s = time.time() - t_data
     guard = max(30.0, check.remaining() - 60)  # a loud guard only: the row says if it stopped the run
     cfg = dict(model="cris_r50", pretrained=None, dataset="refcoco", split_by="unc", synthetic=True,
@@ -204,7 +204,7 @@ def part_training(check: Check) -> None:
                output_dir=str(work / "train_run"), log_every=10 if s is FULL else 1, tensorboard=False,
                max_eval_items=2000, time_limit_s=guard)
     t0 = time.time()
-    result = engine.train(cfg, progress=True)
+    result = engine.train(cfg, progress=True, overwrite=True)  # scratch run of this script
     check.shared["training_data_s"] = data_s
     baselines = result.extra.get("baselines", {})
     best = max(baselines.items(), key=lambda kv: kv[1]["mIoU"]) if baselines else (None, {"mIoU": None})

@@ -330,7 +330,7 @@ for name, overrides in variants.items():
     run_cfg = dict(base_params, epochs=run_epochs, milestones=scaled_milestones, eval_every=eval_every,
                    time_limit_s=run_time_limit_s, model_overrides=overrides,
                    output_dir=f"{output_dir}_{name.replace(' ', '_')}")
-    results[name] = engine.train(run_cfg, progress=True)
+    results[name] = engine.train(run_cfg, progress=True, overwrite=True)  # replaces the previous build's run
     r = results[name]
     steps = max((row["step"] for row in r.history), default=0)
     print(f"{name}: {steps} steps in {r.train_time_s:.0f} s" + (" (stopped by run_time_limit_s)" if r.stopped_early else ""))

@@ -329,7 +329,8 @@ per_epoch, ckpt, train_time = [], None, 0.0
 for e in range(1, epochs + 1):
     # The time guard covers the whole run, not each one-epoch call.
     left = None if time_limit_s is None else max(time_limit_s - train_time, 1.0)
-    result = engine.train(dict(train_params, epochs=e, time_limit_s=left), progress=True, resume=ckpt)
+    result = engine.train(dict(train_params, epochs=e, time_limit_s=left), progress=True, resume=ckpt,
+                          overwrite=ckpt is None)  # epoch 1 replaces a previous build's run
     ckpt, train_time = result.checkpoint, train_time + result.train_time_s
     sel = engine.evaluate(result.model, refer, split=selection_split, input_size=input_size, batch_size=64)
     val_row = [r for r in result.history if "val_mIoU" in r][-1]

@@ -411,7 +411,7 @@ if cris_config.synthetic:
 # for slow machines: the run stops after that many seconds, writes its checkpoint and is evaluated as it is.
 
 # %%
-result_cris = engine.train(cris_config, progress=True)
+result_cris = engine.train(cris_config, progress=True, overwrite=True)  # replaces a previous build's run
 print(f"trained in {result_cris.train_time_s:.0f} s; checkpoint {result_cris.checkpoint}")
 
 # %% [markdown]
@@ -421,7 +421,7 @@ print(f"trained in {result_cris.train_time_s:.0f} s; checkpoint {result_cris.che
 # differ.
 
 # %%
-result_lts = engine.train(lts_run, progress=True) if lts_run is not None else None
+result_lts = engine.train(lts_run, progress=True, overwrite=True) if lts_run is not None else None
 if result_lts is not None:
     print(f"trained in {result_lts.train_time_s:.0f} s; checkpoint {result_lts.checkpoint}")
 

@@ -108,7 +108,7 @@ def load_or_train(checkpoint: str, config_file: str):
     if not path.is_file():
         print(f"{path} does not exist (chapter 5 has not run here): training it now with {config_file}")
         cfg = load_config(config_file, {"data_root": data_root, "output_dir": str(path.parent)})
-        path = engine.train(cfg, progress=True).checkpoint
+        path = engine.train(cfg, progress=True, overwrite=True).checkpoint
     ckpt = load_checkpoint(path)
     cfg = make_config(ckpt["config"])
     ours = {"synthetic_num_images": synthetic_num_images, "synthetic_seed": synthetic_seed,
@@ -475,7 +475,7 @@ if gref_ok and gref_finetune_s > 0:
               "lr": max(g["lr"] for g in ck["optimizer"]["param_groups"]),  # the head's lr when that run ended
               "milestones": [], "warmup_steps": 0, "output_dir": gref_output_dir, "epochs": 100,
               "time_limit_s": float(gref_finetune_s), "eval_every": 1000, "checkpoint_every": 1000, "max_eval_items": 64}
-    ft = engine.train(ft_cfg, progress=True)
+    ft = engine.train(ft_cfg, progress=True, overwrite=True)
     ft_steps = max(r["step"] for r in ft.history)
     ft_key = f"{focus_model} + grefcoco"
     name[ft_key] = f"{name[focus_model]} + {ft_steps} steps on grefcoco"

@@ -10,8 +10,10 @@ Nothing here is pickled code, so a checkpoint from elsewhere cannot run anything
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +61,41 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         with open(tmp, "rb+") as fh:  # make the bytes durable before the rename
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or (
+                isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent)):
+            raise CheckpointWriteError(f"no space left on device while writing {path}; "
+                                       + ("the previous checkpoint there is kept" if path.exists()
+                                          else "no checkpoint was written")) from None
         raise
     return path
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full); the message is one sentence naming the file."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _disk_full(folder: Path) -> bool:
+    # torch's zip writer reports ENOSPC as a RuntimeError ("file write failed"); ask the file system.
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; errors name the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a directory, not a checkpoint file (did you mean {path / 'last.pt'}?)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
@@ -79,19 +107,52 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu"):
+# Keywords of build_model that name a file (or a download) of initial weights. A checkpoint carries its
+# weights in its state dict, so rebuilding it never needs them; a checkpoint that names one anyway
+# (edited, or from elsewhere) must not make the loader open, or execute, another file.
+_WEIGHT_SOURCE_KEYS = ("pretrained", "glove_path")
+
+
+def rebuild_kwargs(model_config) -> tuple[str, dict]:
+    """``(name, keywords)`` for ``build_model`` from a checkpoint's ``model_config``, with every
+    initial-weight source (``pretrained``, ``glove_path``) set to None."""
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
+        raise ValueError("checkpoint's 'model_config' holds no model name; cannot rebuild the model")
+    cfg = dict(model_config)
+    name = cfg.pop("name")
+    for key in _WEIGHT_SOURCE_KEYS:
+        if key in cfg:
+            cfg[key] = None
+    return name, cfg
+
+
+def load_model_state(model, state: dict, source: str) -> None:
+    """``model.load_state_dict(state)``; weights that do not fit raise one ``ValueError`` naming ``source``."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ValueError(f"{source}: its weights do not fit a {model.config.get('name', 'model')} "
+                         f"model ({detail[:300]})") from None
+
+
+def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu", source=None):
     """Rebuild the model saved in a checkpoint (architecture + tokenizer from ``model_config``) and load
-    its weights. Returns the model in eval mode on ``map_location``."""
+    its weights. Returns the model in eval mode on ``map_location``. ``source`` names the file in errors
+    when a loaded dict is given. No weight file named in ``model_config`` is opened (:func:`rebuild_kwargs`)."""
     from refseg_core.models import build_model
 
     ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt, map_location)
     if "model_config" not in ckpt:
         raise ValueError("checkpoint holds no 'model_config'; cannot rebuild the model")
-    cfg = dict(ckpt["model_config"])
-    name = cfg.pop("name")
+    name, cfg = rebuild_kwargs(ckpt["model_config"])
     model = build_model(name, **cfg)
-    model.load_state_dict(ckpt["model"])
+    where = source if source is not None else path_or_ckpt if not isinstance(path_or_ckpt, dict) else None
+    load_model_state(model, ckpt["model"], f"checkpoint {where}" if where is not None else "the checkpoint")
     return model.to(map_location).eval()
 
 
-__all__ = ["atomic_torch_save", "load_checkpoint", "model_from_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["atomic_torch_save", "CheckpointWriteError", "load_checkpoint", "load_model_state", "model_from_checkpoint",
+           "rebuild_kwargs",
+           "rng_state", "set_rng_state"]

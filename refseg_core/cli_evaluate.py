@@ -4,7 +4,10 @@ Scores every sentence of every ref of a split with the official CRIS post-proces
 ``<output_dir>/eval_<dataset>_<split>.json`` (metrics) and, with ``--save-predictions``,
 ``predictions_<dataset>_<split>.json`` (per sample: ref_id, sent_id, iou, mask as COCO RLE).
 Data, input size and threshold come from ``--config`` (plus ``--set``) or else from the checkpoint's
-own config. Runs under torchrun too (each rank scores a shard).
+own config; a ``--config`` for another model, or for other synthetic data than the checkpoint was
+trained on, is refused. The files go to ``--out`` or else beside the checkpoint; an eval file there that
+scores another checkpoint is not replaced without ``--overwrite``. Runs under torchrun too (each rank
+scores a shard).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", action="append", help="split to score (repeatable; default: val_split)")
     parser.add_argument("--save-predictions", action="store_true", help="also write per-sample RLE predictions")
     parser.add_argument("--first-sentence-only", action="store_true", help="score only each ref's first sentence")
-    parser.add_argument("--out", help="output folder (default: the config's output_dir)")
+    parser.add_argument("--out", help="output folder (default: the checkpoint's folder)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace eval files in --out that score another checkpoint")
 
 
 def run(args) -> int:
@@ -30,22 +35,25 @@ def run(args) -> int:
     from refseg_core import distributed as distu
     from refseg_core import engine
     from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
-    from refseg_core.config import load_config, make_config
+    from refseg_core.config import load_config
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
         if args.config:
             cfg = load_config(args.config, args.overrides)
         else:
-            cfg = make_config(ckpt.get("config", {}))
-            if args.overrides:
-                cfg = load_config(None, {**cfg.to_dict(), **dict(_kv(o) for o in args.overrides)})
+            from refseg_core.cli_train import resume_config
+
+            cfg = resume_config(ckpt, args.checkpoint, args.overrides)
+        check_same_model_and_data(ckpt, cfg, args.checkpoint)
+        out_dir = Path(args.out) if args.out else Path(args.checkpoint).parent
+        for split in args.split or [cfg.val_split]:
+            check_eval_file(out_dir / f"eval_{cfg.dataset}_{split}.json", args.checkpoint, args.overwrite)
         info = distu.env_info()
         device = distu.resolve_device(cfg.device, info)
         info = distu.setup(device)
         refer = engine.prepare_data(cfg, info)
-        model = model_from_checkpoint(ckpt, map_location=device)
-        out_dir = Path(args.out or cfg.output_dir)
+        model = model_from_checkpoint(ckpt, map_location=device, source=args.checkpoint)
         results = {}
         for split in args.split or [cfg.val_split]:
             res = engine.evaluate(model, refer, split=split, input_size=cfg.input_size,
@@ -65,7 +73,7 @@ def run(args) -> int:
                     engine._write_json(out_dir / f"predictions_{cfg.dataset}_{split}.json",
                                        {"meta": meta, "predictions": records})
                 print(f"{split}: " + json.dumps(metrics))
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
     except torch.cuda.OutOfMemoryError as exc:
@@ -76,7 +84,38 @@ def run(args) -> int:
     return 0
 
 
-def _kv(item: str):
-    from refseg_core.config import _parse_override
+SYNTHETIC_KEYS = ("synthetic_seed", "synthetic_num_images", "synthetic_image_size")
 
-    return _parse_override(item)
+
+def check_same_model_and_data(ckpt: dict, cfg, where) -> None:
+    """Refuse a config for another model, or for other synthetic data of the checkpoint's dataset."""
+    name = (ckpt.get("model_config") or {}).get("name")
+    saved = ckpt.get("config") or {}
+    if name is not None and saved and cfg.model != name:
+        raise ValueError(f"parameter 'model' is {cfg.model!r} but checkpoint {where} holds a {name} model")
+    if saved.get("synthetic") and cfg.synthetic and cfg.dataset == saved.get("dataset"):
+        for key in SYNTHETIC_KEYS:
+            if key in saved and getattr(cfg, key) != saved[key]:
+                raise ValueError(f"parameter {key!r} is {getattr(cfg, key)!r} but checkpoint {where} was trained "
+                                 f"on synthetic data with {key} {saved[key]!r}; evaluate on the data it was "
+                                 f"trained on (omit --config, or set {key}={saved[key]!r})")
+
+
+def check_eval_file(path: Path, checkpoint, overwrite: bool) -> None:
+    """An eval file that scores another checkpoint is not replaced unless ``overwrite``."""
+    if overwrite or not path.is_file():
+        return
+    try:
+        other = json.loads(path.read_text()).get("meta", {}).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        other = None
+    if other is None or not _same_file(other, checkpoint):
+        raise ValueError(f"{path} already holds the scores of {other or 'another run'}; choose another --out "
+                         "or pass --overwrite")
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False

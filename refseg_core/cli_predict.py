@@ -28,11 +28,18 @@ def run(args) -> int:
     from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
 
     try:
+        if args.threshold is not None and not 0 < args.threshold < 1:
+            raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
+        if args.input_size is not None and (args.input_size < 32 or args.input_size % 32):
+            raise ValueError(f"--input-size must be a positive multiple of 32 (the encoders' stride), "
+                             f"got {args.input_size}")
         ckpt = load_checkpoint(args.checkpoint)
         cfg = ckpt.get("config", {})
         size = args.input_size or int(cfg.get("input_size", 416))
         threshold = args.threshold if args.threshold is not None else float(cfg.get("eval_threshold", 0.35))
         path = Path(args.image)
+        if path.is_dir():
+            raise ValueError(f"image {path} is a directory, not an image file")
         if not path.is_file():
             raise FileNotFoundError(f"image {path} does not exist")
         try:
@@ -41,12 +48,19 @@ def run(args) -> int:
                 image = im.copy()
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"image {path} cannot be read: {exc}") from exc
-        model = model_from_checkpoint(ckpt, map_location=args.device)
+        from refseg_core import distributed as distu
+
+        device = distu.resolve_device(args.device, distu.DistInfo())
+        model = model_from_checkpoint(ckpt, map_location=device, source=args.checkpoint)
         from refseg_core.data.refer import to_rgb
+        from refseg_core.text import expression_notes
+
+        for note in expression_notes(model.tokenizer, args.text):
+            print(f"predict: warning: {note}", file=sys.stderr)
 
         image = to_rgb(image)
         prob, mask = engine.predict(model, image, args.text, input_size=size, threshold=threshold)
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except (ValueError, OSError, TypeError) as exc:
         print(f"predict: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)

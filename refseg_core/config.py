@@ -13,6 +13,7 @@ name and type; an unknown key is an error listing the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -113,6 +114,13 @@ def _coerce(name: str, value: Any, tp) -> Any:
             raise ValueError(f"parameter {name!r} must be an integer, got {value!r}")
         return int(value)
     if base is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; it is a number here
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ValueError(f"parameter {name!r} must be a number, got {value!r}") from None
+            if not math.isfinite(value):
+                raise ValueError(f"parameter {name!r} must be a finite number, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"parameter {name!r} must be a number, got {value!r}")
         return float(value)
@@ -150,6 +158,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in cfg.milestones):
         raise ValueError(f"parameter 'milestones' must be a list of positive epoch numbers, got {cfg.milestones!r}")
     cfg.milestones = sorted(cfg.milestones)
+    for name in ("max_train_items", "max_eval_items"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ValueError(f"parameter {name!r} must be >= 1 or null (all items), got {getattr(cfg, name)}")
     if cfg.grad_clip is not None and cfg.grad_clip <= 0:
         raise ValueError(f"parameter 'grad_clip' must be > 0 or null, got {cfg.grad_clip}")
     if not 0 < cfg.eval_threshold < 1:
@@ -162,8 +173,14 @@ def _parse_override(item: str) -> tuple[str, Any]:
         raise ValueError(f"override {item!r} is not key=value")
     key, raw = item.split("=", 1)
     key = key.strip()
+    if not key:
+        raise ValueError(f"--set {item!r} names no parameter (expected key=value)")
     # YAML parses 3, 1e-4, true, null, [35, 40] and {a: 1} the way they are written in the files.
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"--set {item!r}: the value is not valid YAML ({problem})") from None
     if key in field_names() and value is not None and not isinstance(value, str):
         tp = _type_of(key)
         if tp is str or str in typing.get_args(tp):  # output_dir=2024 stays the string "2024"
@@ -192,8 +209,11 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | Mapping[s
     ``overrides`` is a list of ``"key=value"`` strings (values parsed as YAML) or a mapping.
     """
     values: dict = {}
+    from_file: dict = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ValueError(f"parameter file {p} is a directory, not a YAML file")
         if not p.is_file():
             raise FileNotFoundError(f"parameter file {p} does not exist")
         try:
@@ -205,6 +225,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | Mapping[s
         if not isinstance(loaded, dict):
             raise ValueError(f"parameter file {p} must hold a mapping of parameters, got {type(loaded).__name__}")
         values.update(loaded)
+        from_file = dict(loaded)
     if isinstance(overrides, Mapping):
         values.update(overrides)
     else:
@@ -214,7 +235,17 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | Mapping[s
     try:
         return make_config(values)
     except ValueError as exc:
-        where = f" (in {path})" if path is not None else ""
+        # Blame the file only when the file alone is at fault; otherwise the overrides are.
+        by = "--set" if overrides and not isinstance(overrides, Mapping) else "the overrides"
+        if path is None:
+            where = f" (from {by})" if overrides else ""
+        else:
+            try:
+                make_config(from_file)
+                file_ok = True
+            except ValueError:
+                file_ok = False
+            where = f" (from {by})" if file_ok and overrides else f" (in {path})"
         raise ValueError(f"{exc}{where}") from None
 
 

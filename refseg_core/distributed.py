@@ -44,10 +44,16 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         name = f"cuda:{info.local_rank}"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"parameter 'device' is {name!r}; valid: auto, cpu, cuda, cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"parameter 'device' is {name!r} but CUDA is not available; use device: cpu")
+            raise ValueError(f"parameter 'device' is {name!r} but CUDA is not available here; use device: cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"parameter 'device' is {name!r} but this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
         torch.cuda.set_device(device)
     return device
 

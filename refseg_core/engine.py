@@ -525,7 +525,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume: str | os.PathLike | None = None) -> TrainResult:
+def train(config: TrainConfig | Mapping[str, Any] | None, progress: bool = True,
+          resume: str | os.PathLike | None = None, *, overwrite: bool = False) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and evaluate it on ``config.val_split``.
 
     ``config`` is a :class:`TrainConfig` or a dict of its fields (a notebook's parameters). ``resume``
@@ -537,23 +538,40 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
     Raises :class:`NonFiniteLossError` on a NaN/inf loss (the last good checkpoint is kept),
     :class:`OutOfMemory` on CUDA OOM, :class:`TrainingInterrupted` after SIGINT/SIGTERM (checkpoint
     written first).
+
+    Nothing is written before the checks pass (:mod:`refseg_core.run_dir`): an ``output_dir`` that
+    already holds a run is refused unless ``resume`` is that run's checkpoint or ``overwrite=True``
+    (which removes the old run's files); on resume, ``config=None`` means the checkpoint's own
+    configuration, and a config may differ from it only in :data:`refseg_core.run_dir.RESUME_SAFE`.
+    A lock in ``output_dir`` keeps a second run out while this one writes.
     """
+    from refseg_core import run_dir
+
+    ckpt = load_checkpoint(resume) if resume is not None else None
+    if config is None:
+        if ckpt is None or not isinstance(ckpt.get("config"), Mapping):
+            raise ValueError("train: give a configuration (or resume a checkpoint that holds one)")
+        config = ckpt["config"]
     cfg = config if isinstance(config, TrainConfig) else make_config(config)
+    if ckpt is not None:
+        run_dir.check_resume(ckpt, cfg, resume)
+    with run_dir.claim(cfg.output_dir, resume=resume, overwrite=overwrite, enabled=distu.env_info().is_main):
+        return _train(cfg, progress, resume, ckpt)
+
+
+def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
+    """The body of :func:`train`, run while ``cfg.output_dir`` is claimed."""
     info = distu.env_info()
     device = distu.resolve_device(cfg.device, info)
     info = distu.setup(device)
     main = info.is_main
     talk = progress and main
     out_dir = Path(cfg.output_dir)
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
     if cfg.batch_size % info.world_size:
         raise ValueError(f"parameter 'batch_size' ({cfg.batch_size}) must be a multiple of the number of "
                          f"processes ({info.world_size}): it is the global batch")
     per_rank = cfg.batch_size // info.world_size
 
-    ckpt = load_checkpoint(resume) if resume is not None else None
     seed_everything(cfg.seed)
     refer = prepare_data(cfg, info)
 
@@ -565,15 +583,16 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
         init = load_checkpoint(cfg.init_from)
     source = ckpt if ckpt is not None else init
     if source is not None:
+        from refseg_core.checkpoint import load_model_state, rebuild_kwargs
         from refseg_core.models import build_model
 
-        mcfg = dict(source["model_config"])  # saved with pretrained=None: the weights are in the state dict
-        name = mcfg.pop("name")
+        # The weights are in the state dict: no weight file named in model_config is ever opened.
+        name, mcfg = rebuild_kwargs(source.get("model_config"))
         if init is not None and name != cfg.model:
             raise ValueError(f"parameter 'init_from': {cfg.init_from} holds a {name} model, but 'model' is "
                              f"{cfg.model!r}")
         model = build_model(name, **mcfg)
-        model.load_state_dict(source["model"])
+        load_model_state(model, source["model"], f"checkpoint {resume if ckpt is not None else cfg.init_from}")
         if init is not None:
             _say(talk, f"weights initialised from {cfg.init_from} (fresh optimiser and schedule)")
     else:
@@ -628,6 +647,8 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
 
     history: list[dict] = []
     start_epoch, global_step, skip_steps = 0, 0, 0
+    partial_loss = None
+    epoch_loss, epoch_n = 0.0, 0
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -637,6 +658,8 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["step"])
         skip_steps = int(ckpt.get("epoch_step", 0))
+        # the loss sum of the interrupted epoch's first steps, so its logged mean covers the whole epoch
+        partial_loss = ckpt.get("epoch_loss") if skip_steps else None
         history = list(ckpt.get("history", []))
         set_rng_state(ckpt["rng"])
         _say(talk, f"resumed from {resume}: epoch {start_epoch} done, step {global_step}"
@@ -649,6 +672,9 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
     if cfg.compile:
         loss_module = torch.compile(loss_module)
 
+    if main:  # first write into output_dir: everything above has been checked
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
     log = _RunLog(out_dir, main, cfg.tensorboard, history)
     ckpt_path = out_dir / "last.pt"
     saved: Path | None = Path(resume) if resume is not None else None
@@ -664,6 +690,7 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
                 "warmup": warmup.state_dict() if warmup is not None else None,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "rng": rng_state(), "epoch": epoch_done, "step": global_step, "epoch_step": epoch_step,
+                "epoch_loss": [epoch_loss, epoch_n] if epoch_step else None,
                 "history": list(history), "config": cfg.to_dict(),
             }
             atomic_torch_save(state, ckpt_path)
@@ -689,6 +716,8 @@ def train(config: TrainConfig | Mapping[str, Any], progress: bool = True, resume
                                  cfg.num_workers, device, True)
                 _set_train_mode(model, cfg.bn_eval)
                 win_loss, win_n, win_t, epoch_loss, epoch_n = 0.0, 0, time.time(), 0.0, 0
+                if skip and partial_loss is not None:
+                    epoch_loss, epoch_n = float(partial_loss[0]), int(partial_loss[1])
                 epoch_step = skip
                 halt = None
                 for batch in loader:

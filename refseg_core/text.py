@@ -129,3 +129,26 @@ class WordVocab:
         if itos[:2] != [cls.PAD, cls.UNK]:
             raise ValueError("vocabulary state does not start with <pad>, <unk>")
         return cls(itos[2:], max_len=state.get("max_len"))
+
+
+def expression_notes(tokenizer, text: str) -> list[str]:
+    """What a tokenizer loses of ``text``, as sentences for the user: words outside an LTS vocabulary
+    (they become ``<unk>``) and words cut off past the token length. Empty when nothing is lost."""
+    notes = []
+    if isinstance(tokenizer, WordVocab):
+        words = split_words(text)
+        unknown = list(dict.fromkeys(w for w in words if w not in tokenizer.stoi))
+        if unknown:
+            notes.append(f"{len(unknown)} word(s) of the expression are not in the model's vocabulary and are read "
+                         f"as <unk>: {', '.join(unknown)}")
+        if tokenizer.max_len is not None and len(words) > tokenizer.max_len:
+            notes.append(f"the expression has {len(words)} words; only the first {tokenizer.max_len} are read "
+                         f"(dropped: {' '.join(words[tokenizer.max_len:])})")
+    elif isinstance(tokenizer, ClipTokenizer):
+        ids = tokenizer._bpe.encode(text)
+        room = tokenizer.word_len - 3  # SOT, EOT, and the last kept position that becomes EOT
+        if len(ids) + 2 > tokenizer.word_len:
+            kept = tokenizer._bpe.decode(ids[: room + 1]).strip()
+            notes.append(f"the expression is {len(ids)} tokens long; only {tokenizer.word_len} fit (with start "
+                         f"and end), so it is read as {kept!r}")
+    return notes

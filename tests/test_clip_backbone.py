@@ -127,3 +127,90 @@ def test_rn50_parameter_count_and_channels():
     n = sum(p.numel() for p in m.parameters())
     assert abs(n / 1e6 - 104.1) < 0.05, n
     assert m.vision_channels == (512, 1024, 1024) and m.word_dim == 512 and m.state_dim == 1024
+
+
+# ---- issue 14, item 1: nothing a user passes, or a checkpoint names, is loaded in a way that runs code
+def _torchscript_tiny_clip(path, dtype=torch.float32):
+    """A TorchScript archive (the layout of OpenAI's RN50.pt) holding a tiny CLIP's parameters."""
+    import open_clip
+    from torch import nn
+
+    clip = open_clip.model.CLIP(**clip_config("tiny"), quick_gelu=True).eval().to(dtype)
+
+    class Holder(nn.Module):  # the CLIP's children and parameters under OpenAI's names
+        def __init__(self):
+            super().__init__()
+            for n, ch in clip.named_children():
+                self.add_module(n, ch)
+            for n, p in clip.named_parameters(recurse=False):
+                self.register_parameter(n, p)
+
+        def forward(self, x):
+            return self.text_projection.sum() + self.positional_embedding.sum() + x
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(Holder(), torch.zeros(1, dtype=dtype)).save(str(path))
+    return clip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_torchscript_weights_are_read_without_torch_jit_load(tmp_path, monkeypatch, dtype):
+    from refseg_core.models.clip import read_clip_state_dict
+
+    clip = _torchscript_tiny_clip(tmp_path / "RN.pt", dtype)
+    calls = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+        AssertionError("torch.jit.load runs the archive's code")))
+    sd = read_clip_state_dict(tmp_path / "RN.pt")
+    assert calls == []
+    ref = clip.state_dict()
+    assert set(sd) == set(ref) and all(torch.equal(sd[k], ref[k]) for k in ref)
+    torch.manual_seed(0)
+    b = build_clip_backbone("tiny", pretrained=tmp_path / "RN.pt")
+    assert calls == [] and torch.equal(b.visual.layer1[0].conv1.weight, clip.visual.layer1[0].conv1.weight.float())
+
+
+def test_torchscript_archive_naming_a_function_is_refused_without_calling_it(tmp_path):
+    import os
+    import pickle
+    import zipfile
+
+    from refseg_core.models.clip import read_clip_state_dict
+
+    witness = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {witness}",))
+
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("evil/data.pkl", pickle.dumps({"w": Evil()}, protocol=2))
+        zf.writestr("evil/constants.pkl", pickle.dumps((), protocol=2))
+        zf.writestr("evil/code/__torch__.py", "")
+    with pytest.raises(ValueError, match="posix.system|os.system|nt.system") as e:
+        read_clip_state_dict(path)
+    assert "evil.pt" in str(e.value) and not witness.exists()
+
+
+def test_checkpoint_model_config_never_opens_a_weights_file(tmp_path, monkeypatch):
+    """A checkpoint whose model_config names pretrained= or glove_path= files: rebuilding it opens neither
+    (its weights are in its state dict)."""
+    import refseg_core.models.clip as clip_mod
+    from refseg_core.checkpoint import model_from_checkpoint
+    from refseg_core.models import build_model
+
+    model = build_model("cris_tiny", input_size=64)
+    cfg = dict(model.config, pretrained=str(tmp_path / "elsewhere.pt"))
+    (tmp_path / "elsewhere.pt").write_bytes(b"x")
+    opened = []
+    monkeypatch.setattr(clip_mod, "read_clip_state_dict", lambda p: opened.append(p) or {})
+    rebuilt = model_from_checkpoint({"model": model.state_dict(), "model_config": cfg})
+    assert opened == []
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values()))
+    lts = build_model("lts_tiny", vocab=["red", "ball"], word_len=5)
+    cfg = dict(lts.config, pretrained=str(tmp_path / "dark.pt"), glove_path=str(tmp_path / "glove.txt"))
+    model_from_checkpoint({"model": lts.state_dict(), "model_config": cfg})  # old code: no such file

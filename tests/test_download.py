@@ -81,3 +81,40 @@ def test_download_and_extract_removes_archive(served, tmp_path):
     make_zip(root / "x.zip", {"a/b.txt": b"b"})
     paths = download_and_extract(f"{url}/x.zip", tmp_path / "d", progress=False)
     assert [p.name for p in paths] == ["b.txt"] and not (tmp_path / "d" / "x.zip").exists()
+
+
+def test_a_transfer_cut_short_of_its_content_length_is_an_error(tmp_path):
+    """Issue 14 item 6: http.client ends a cut-off body quietly; the download must not look finished."""
+
+    class Short(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "5000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1200)  # then the connection closes
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Short)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match="1200 of the 5000 bytes"):
+            download(f"http://127.0.0.1:{server.server_address[1]}/a.zip", tmp_path / "a.zip", progress=False)
+    finally:
+        server.shutdown()
+    assert not list(tmp_path.iterdir())
+
+
+def test_coco_train2014_is_checked_against_its_known_sha256_and_refer_archives_are_flagged(served, tmp_path):
+    from refseg_core.data.download import COCO_TRAIN2014_SHA256
+
+    root, url = served
+    make_zip(root / "refcoco.zip", {"refcoco/refs(unc).p": b"x"})
+    make_zip(root / "train2014.zip", {"train2014/COCO_train2014_000000000001.jpg": b"not coco"})
+    assert len(COCO_TRAIN2014_SHA256) == 64
+    with pytest.warns(UserWarning, match="refcoco.zip.*unverified"):
+        with pytest.raises(DownloadError, match=f"checksum mismatch .*{COCO_TRAIN2014_SHA256}"):
+            prepare_refer_data(tmp_path / "data", url, datasets=("refcoco.zip",), coco_url=f"{url}/train2014.zip",
+                               progress=False)
+    assert not (tmp_path / "data" / "images" / "train2014").exists()

@@ -145,6 +145,11 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
     resumed = engine.train(tiny_config(data_root, tmp_path / "cut", epochs=2), progress=False,
                            resume=tmp_path / "cut" / "last.pt")
     assert _same(_weights(full.model), _weights(resumed.model), tol=1e-6)
+    # issue 14 item 7: the epoch-2 loss logged after the resume covers the whole epoch, not its last steps
+    def epoch_loss(history):
+        return [r["loss"] for r in history if r["epoch"] == 2 and "loss" in r and "images_per_s" not in r]
+
+    assert epoch_loss(resumed.history) == pytest.approx(epoch_loss(full.history), rel=1e-6)
 
 
 @pytest.mark.slow
@@ -272,3 +277,25 @@ def test_dice_weight_adds_the_dice_term(data_root, tmp_path):
     assert float(dice_loss(-logits, full)) == pytest.approx(1 - 1 / 17, abs=1e-4)  # smooth 1, 16 pixels
     with pytest.raises(ValueError, match="dice_loss"):
         dice_loss(torch.zeros(2, 3, 4, 4), full)
+
+
+def test_train_refuses_an_occupied_output_dir_unless_overwrite(trained, data_root):
+    """Issue 14 item 3 through the engine's API (the notebooks' path): nothing is written when refused."""
+    out = trained.output_dir
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="already holds a run"):
+        engine.train(tiny_config(data_root, out, epochs=1), progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_train_overwrite_replaces_the_run_and_resume_needs_no_config(data_root, tmp_path):
+    out = tmp_path / "run"
+    engine.train(tiny_config(data_root, out, epochs=1), progress=False)
+    (out / "eval_refcoco_val.json").write_text("{}")
+    r = engine.train(tiny_config(data_root, out, epochs=1, seed=1), progress=False, overwrite=True)
+    assert not (out / "eval_refcoco_val.json").exists() and r.config.seed == 1
+    again = engine.train(None, progress=False, resume=out / "last.pt")  # the checkpoint's own config
+    assert again.config.seed == 1 and again.history[-1]["step"] == r.history[-1]["step"]
+    with pytest.raises(ValueError, match="'batch_size' is 2 but 4"):
+        engine.train(tiny_config(data_root, out, epochs=2, seed=1, batch_size=2), progress=False,
+                     resume=out / "last.pt")

@@ -271,8 +271,15 @@ def test_ensure_synthetic_generates_only_when_needed(tmp_path):
     t0 = mf.stat().st_mtime_ns
     assert syn.ensure_synthetic(tmp_path, "refcoco", seed=0, num_images=4, image_size=56) == root
     assert mf.stat().st_mtime_ns == t0
-    syn.ensure_synthetic(tmp_path, "refcoco", seed=0, num_images=5, image_size=56)
+    # Issue 14 item 4: different data is never generated over the existing data without being asked.
+    with pytest.raises(ValueError, match="4 images of size 56.*not replaced silently.*--overwrite"):
+        syn.ensure_synthetic(tmp_path, "refcoco", seed=0, num_images=5, image_size=56)
+    assert mf.stat().st_mtime_ns == t0 and json.loads(mf.read_text())["num_images"] == 4
+    syn.ensure_synthetic(tmp_path, "refcoco", seed=0, num_images=5, image_size=56, regenerate=True)
     assert json.loads(mf.read_text())["num_images"] == 5
+    (root / "images" / "train2014" / syn.image_file_name(syn.ID_BASE["refcoco"] + 5)).unlink()
+    syn.ensure_synthetic(tmp_path, "refcoco", seed=0, num_images=5, image_size=56)  # the same data, restored
+    assert (root / "images" / "train2014" / syn.image_file_name(syn.ID_BASE["refcoco"] + 5)).is_file()
 
 
 @pytest.mark.parametrize("kw, name", [({"flavour": "refcocog"}, "flavour"), ({"num_images": 2}, "num_images"),

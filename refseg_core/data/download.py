@@ -23,6 +23,13 @@ from pathlib import Path
 from tqdm import tqdm  # plain text bars: no ipywidgets needed in notebooks
 
 COCO_TRAIN2014_URL = "http://images.cocodataset.org/zips/train2014.zip"
+# SHA-256 and size of COCO's train2014.zip as served by images.cocodataset.org (13,510,573,713 bytes); the
+# same sum is published by torchvision's dataset code and reported by users who checked their copies.
+COCO_TRAIN2014_SHA256 = "ede4087e640bddba550e090eae701092534b554b42b05ac33f0300b984b31775"
+# Known sums by archive name, used when the caller gives none. The REFER archives (refcoco.zip, ...)
+# have no published checksum, and the mirrors that host them now may repackage them: those downloads
+# cannot be verified, and prepare_refer_data says so.
+KNOWN_SHA256 = {"train2014.zip": COCO_TRAIN2014_SHA256}
 REFER_ORIGINAL_BASE_URL = "https://bvisionweb1.cs.unc.edu/licheng/referit/data"  # down; kept for reference
 REFER_ARCHIVES = ("refcoco.zip", "refcoco+.zip", "refcocog.zip")
 
@@ -54,10 +61,16 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progr
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(partial, "wb") as out:
             total = int(resp.headers.get("Content-Length") or 0) or None
+            got = 0
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
                 while block := resp.read(1 << 20):
                     out.write(block)
+                    got += len(block)
                     bar.update(len(block))
+            # http.client ends a cut-off body quietly (an empty read); the announced length is the check.
+            if total is not None and got != total:
+                raise DownloadError(f"the transfer ended after {got} of the {total} bytes announced "
+                                    "(Content-Length); the connection was cut")
     except Exception as exc:
         partial.unlink(missing_ok=True)
         raise DownloadError(f"could not download {url}: {exc}") from exc
@@ -118,10 +131,19 @@ def prepare_refer_data(data_root: str | os.PathLike, refer_base_url: str, datase
 
     ``refer_base_url``: where the ``refcoco.zip``-style archives are served (an archived mirror).
     ``coco_url``: the COCO train2014 zip (13 GB), or None to skip the images.
-    ``checksums``: optional ``{archive name: sha256}``.
+    ``checksums``: optional ``{archive name: sha256}``; COCO's ``train2014.zip`` is checked against
+    :data:`COCO_TRAIN2014_SHA256` unless given another sum. The REFER archives have no published sum:
+    without ``checksums`` they are downloaded unverified, and a warning says so.
     """
+    import warnings
+
     root = Path(data_root)
-    checksums = checksums or {}
+    checksums = {**KNOWN_SHA256, **(checksums or {})}
+    unverified = [name for name in datasets if not checksums.get(name)]
+    if unverified:
+        warnings.warn(f"no SHA-256 is known for {', '.join(unverified)} (the REFER server is down and its "
+                      "archives were never published with checksums): they are downloaded unverified; pass "
+                      "checksums={name: sha256} to check your mirror's copies", stacklevel=2)
     for name in datasets:
         download_and_extract(f"{refer_base_url.rstrip('/')}/{name}", root, checksums.get(name), progress=progress)
     if coco_url:

@@ -348,9 +348,14 @@ def _commit(tmp: Path, out: Path, dataset: str, flavour: str, num_images: int) -
 
 
 def ensure_synthetic(out_dir, flavour: str = "refcoco", seed: int = 0, num_images: int = 200,
-                     image_size: int = 160, num_workers: int = 0) -> Path:
-    """Return the data_root ``out_dir``, generating the dataset only when its manifest is missing or
-    differs from the arguments (or an image is missing)."""
+                     image_size: int = 160, num_workers: int = 0, regenerate: bool = False) -> Path:
+    """Return the data_root ``out_dir``, generating the dataset when it is missing (or when its manifest
+    matches but an image is missing: the same, deterministic data is written again).
+
+    A dataset already there that differs from the arguments (another seed, size or image count, or
+    one without a ``synthetic.json``, such as real data) is never replaced silently: that is a
+    ``ValueError`` saying what is there, unless ``regenerate=True``.
+    """
     _check_args(flavour, seed, num_images, image_size, num_workers)
     out = Path(out_dir)
     dataset = DATASET_NAME[flavour]
@@ -358,7 +363,18 @@ def ensure_synthetic(out_dir, flavour: str = "refcoco", seed: int = 0, num_image
     want = {"flavour": flavour, "seed": seed, "num_images": num_images, "image_size": image_size,
             "version": VERSION}
     first, last = (out / IMAGE_DIR / image_file_name(ID_BASE[flavour] + k) for k in (1, num_images))
-    if m is None or _manifest_key(m) != _manifest_key(want) or not first.is_file() or not last.is_file():
+    same = m is not None and _manifest_key(m) == _manifest_key(want)
+    if (out / dataset).exists() and not same and not regenerate:
+        there = ("a dataset without synthetic.json (real or unfinished data)" if m is None else
+                 f"synthetic {flavour} data with seed {m.get('seed')}, {m.get('num_images')} images of size "
+                 f"{m.get('image_size')} (version {m.get('version')})")
+        raise ValueError(
+            f"data_root {str(out)!r} already holds {there}, not the seed {seed}, {num_images} images of size "
+            f"{image_size} (version {VERSION}) asked for; it is not replaced silently: set the synthetic_* "
+            f"parameters to match it, point data_root elsewhere, or replace it with python -m refseg_core "
+            f"synth --out {out} --flavour {flavour} --seed {seed} --num-images {num_images} --image-size "
+            f"{image_size} --overwrite")
+    if not same or not first.is_file() or not last.is_file():
         generate(out, flavour, seed, num_images, image_size, num_workers=num_workers, overwrite=True)
     return out
 

@@ -83,20 +83,145 @@ def clip_config(arch: str = "RN50", **tiny_widths) -> dict:
 
 def read_clip_state_dict(path: str | os.PathLike) -> dict:
     """Read a CLIP state dict from ``path``: an open_clip checkpoint (a state dict, or a dict with
-    ``state_dict``, ``module.`` prefixes removed) or an OpenAI TorchScript file (``RN50.pt``)."""
+    ``state_dict``, ``module.`` prefixes removed) or an OpenAI TorchScript file (``RN50.pt``).
+
+    Nothing in the file is executed: checkpoints load with ``weights_only=True``, and a TorchScript
+    archive is never handed to ``torch.jit.load`` (its code runs when loaded); only its tensors are
+    read, by :func:`read_torchscript_tensors`.
+    """
     from open_clip.factory import load_state_dict
 
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"pretrained={str(path)!r} is a directory, not a weights file")
     if not p.is_file():
         raise FileNotFoundError(f"pretrained={str(path)!r}: no such file")
-    try:
-        sd = load_state_dict(str(p), weights_only=True)
-    except Exception as first:  # noqa: BLE001 - an OpenAI jit archive is not a weights-only pickle
+    if _is_torchscript_archive(p):
+        sd = read_torchscript_tensors(p)
+    else:
         try:
-            sd = torch.jit.load(str(p), map_location="cpu").state_dict()
-        except Exception:  # noqa: BLE001
-            raise ValueError(f"pretrained={str(path)!r}: not a readable CLIP checkpoint ({first})") from first
+            sd = load_state_dict(str(p), weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - truncated, not a checkpoint, or unsafe content
+            raise ValueError(f"pretrained={str(path)!r}: not a readable CLIP checkpoint ({exc})") from exc
     sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+    return sd
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """A zip whose records include ``<root>/code/`` or ``<root>/constants.pkl`` (TorchScript's layout)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("/constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+    "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+}
+
+
+class _ScriptObject:
+    """Stands in for a TorchScript class (``__torch__.*``) while unpickling: it only keeps its state."""
+
+    def __init__(self, *args):
+        self.state = None
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+class _TensorOnlyUnpickler:
+    """Unpickles a TorchScript ``data.pkl`` allowing nothing but plain containers, stand-ins for the
+    script classes, storages (read from the archive's ``data/`` records) and tensors rebuilt from them.
+    Any other global is refused, so no function named in the file is ever called."""
+
+    def __init__(self, zf, root: str, path: Path):
+        import pickle
+
+        self.zf, self.root, self.path = zf, root, path
+        outer = self
+
+        class U(pickle.Unpickler):
+            def find_class(self, module, name):
+                if module == "__torch__" or module.startswith("__torch__."):
+                    return _ScriptObject
+                if module == "torch" and name in _STORAGE_DTYPES:
+                    return _STORAGE_DTYPES[name]
+                if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                    return _rebuild_tensor
+                if (module, name) == ("collections", "OrderedDict"):
+                    import collections
+
+                    return collections.OrderedDict
+                raise pickle.UnpicklingError(f"{outer.path} refers to {module}.{name}, which a weights file "
+                                             "has no reason to hold; refusing to read it")
+
+            def persistent_load(self, pid):
+                if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                        and isinstance(pid[1], torch.dtype)):
+                    raise pickle.UnpicklingError(f"{outer.path}: unexpected storage record {pid!r}")
+                _, dtype, key, _location, numel = pid
+                data = bytearray(outer.zf.read(f"{outer.root}/data/{key}"))
+                flat = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+                if flat.numel() != int(numel):
+                    raise pickle.UnpicklingError(f"{outer.path}: storage {key} holds {flat.numel()} values, "
+                                                 f"expected {numel}")
+                return flat
+
+        self.unpickler_class = U
+
+    def load(self, data: bytes):
+        import io
+
+        return self.unpickler_class(io.BytesIO(data)).load()
+
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, backward_hooks=None, *rest):
+    return torch.as_strided(storage, tuple(size), tuple(stride), int(offset)).clone()
+
+
+def read_torchscript_tensors(path: str | os.PathLike) -> dict:
+    """The parameters and buffers of a TorchScript archive (OpenAI's ``RN50.pt``), keyed as
+    ``state_dict()`` would key them, read **without executing** anything in the archive.
+
+    The archive's ``data.pkl`` is unpickled by :class:`_TensorOnlyUnpickler`; the module tree it
+    describes is walked and every tensor attribute is collected under its dotted name. OpenAI's
+    non-persistent ``attn_mask`` tensors are left out (CLIP rebuilds them).
+    """
+    import pickle
+    import zipfile
+
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+            if len(pkl) != 1:
+                raise ValueError("no single <root>/data.pkl record")
+            root = pkl[0].split("/", 1)[0]
+            obj = _TensorOnlyUnpickler(zf, root, p).load(zf.read(pkl[0]))
+    except (pickle.UnpicklingError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"pretrained={str(path)!r}: a TorchScript archive whose weights cannot be read "
+                         f"safely ({exc})") from exc
+    sd: dict = {}
+
+    def walk(o, prefix):
+        state = o.state if isinstance(o, _ScriptObject) else None
+        if not isinstance(state, dict):
+            return
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and k != "attn_mask":
+                sd[prefix + k] = v
+            elif isinstance(v, _ScriptObject):
+                walk(v, f"{prefix}{k}.")
+
+    walk(obj, "")
+    if not sd:
+        raise ValueError(f"pretrained={str(path)!r}: a TorchScript archive holding no tensors")
     return sd
 
 
