@@ -14,8 +14,8 @@ RUN ?= smoke_cris
 help:
 	@echo "make book     execute every notebook with papermill and build the HTML book (_build/html)"
 	@echo "make test     run the whole test suite (unit tests, every notebook cell under nbval with short training)"
-	@echo "make reproduce RUN=<params file stem>   train + evaluate one parameter file"
-	@echo "make bench    CPU speed and memory measurements into benchmarks/results/"
+	@echo "make reproduce RUN=<configuration>   train one shipped configuration (e.g. RUN=cris_r50_refcoco)"
+	@echo "make bench    CPU speed and memory measurements into refseg_core/evidence/"
 	@echo "make gpu-kit  prepare .gpu_kit/ (wheels, official CRIS code) for the one-call GPU check"
 	@echo "make gpu-check  run the GPU check (on the GPU machine, with .gpu_kit carried); see benchmarks/README.md"
 
@@ -44,11 +44,11 @@ test: $(STAMP) browser
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory test-notebooks
 
-# Every cell of every chapter under nbval, from copies with short training (tools/prepare_nbval.py,
-# tests/nbval_quick.yaml); `make book` runs the chapters' full smoke budgets.
+# Every cell of every chapter under nbval, each .ipynb alone in an empty folder with the package installed
+# from a wheel, as in Colab (tools/colab_check.py), with short training (tests/nbval_quick.yaml);
+# `make book` runs the chapters' full smoke budgets.
 test-notebooks: $(STAMP)
-	$(PY) tools/prepare_nbval.py
-	$(PY) -m pytest --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider _build/nbval/notebooks/
+	$(PY) tools/colab_check.py
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not browser"
@@ -57,7 +57,7 @@ test-book: $(STAMP) browser
 	$(PY) -m pytest tests/test_book_browser.py tests/test_smoke_learning.py
 
 reproduce: $(STAMP)
-	$(PY) -m refseg_core train --config params/$(RUN).yaml
+	$(PY) -m refseg_core train --config $(RUN)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_cpu.py

@@ -16,7 +16,7 @@ repository. Steps:
 4. feed both the same images and tokens in eval mode and compare the logits; also compare parameter
    counts per part and our CLIP tokens with the official tokenizer's.
 
-Writes ``benchmarks/results/cris_equivalence_<device>.json``.
+Writes ``refseg_core/evidence/cris_equivalence_<device>.json``.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--official-commit", default=None, help="recorded in the JSON when the checkout has no .git")
-    ap.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/...)")
+    ap.add_argument("--out", type=Path, default=None, help="result JSON (default refseg_core/evidence/...)")
     args = ap.parse_args(argv)
     if args.official_repo is None:
         ap.exit(2, "compare_official_cris.py: --official-repo PATH is required (a checkout of "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "refseg_core" / "evidence"  # committed with the package
 
 
 def cpu_name() -> str:

@@ -2,7 +2,7 @@
 
     python benchmarks/run_cpu.py [--official-repo /path/to/CRIS.pytorch] [--only models,official,data,eval]
 
-Writes ``benchmarks/results/cpu_{models,official,data,eval}.json``. These are CPU numbers: they show the
+Writes ``refseg_core/evidence/cpu_{models,official,data,eval}.json``. These are CPU numbers: they show the
 relative effect of each switch on this machine and never stand in for GPU ones (``run_gpu.py``).
 ``torch.compile`` and bf16 are off by default here: compiling LTS-tiny took ~8 minutes and a bf16 CRIS-R50
 step was slower than fp32 on the shared 2-core CPU, which has no native bf16 instructions (add e.g.

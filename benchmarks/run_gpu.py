@@ -6,7 +6,7 @@ The full grid: CRIS-R50, CRIS-R101 and LTS; fp32 / bf16 / fp16 x channels_last x
 train step at batch 32, inference latency at batch 1 and throughput at batch 64, peak CUDA memory, FLOPs
 and model FLOPs utilisation; our train step against the official CRIS at batches 16 and 64 (target: >= 1.5x);
 the data loader with 0-8 workers at 416 (target: >= 2x the train-step rate); evaluation of 10k sentences
-with CRIS-R50. Writes ``benchmarks/results/<GPU name>_<section>.json``. Without CUDA it stops: GPU numbers
+with CRIS-R50. Writes ``refseg_core/evidence/<GPU name>_<section>.json``. Without CUDA it stops: GPU numbers
 are never produced on another device.
 """
 

@@ -1,5 +1,5 @@
 """The shared driver behind ``run_cpu.py`` and ``run_gpu.py``: sections (models, official, data, eval),
-each written to ``benchmarks/results/<device>_<section>.json`` as soon as it is done."""
+each written to ``refseg_core/evidence/<device>_<section>.json`` as soon as it is done."""
 
 from __future__ import annotations
 

@@ -27,21 +27,16 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-data_root = "../_build/data/synthetic"  # point this at real data (see the end of the chapter)
-dataset = "refcoco"  # refcoco | refcoco+ | refcocog | grefcoco
-split_by = "unc"
-synthetic = True  # generate the synthetic dataset into data_root when it is missing
-synthetic_seed = 0
-synthetic_num_images = 1200  # images generated if the dataset is missing
-synthetic_image_size = 96
-input_size = 128  # the network's square input (416 in the papers)
+config = "smoke_cris"  # the data of this configuration (shipped with refseg_core) is the chapter's data
+overrides = {}  # e.g. {"dataset": "refcoco+"}, or {"data_root": "/data/refer", "synthetic": False}
+letterbox_size = 128  # the network's square input shown here (416 in the papers)
 
 # %%
 import collections
@@ -49,18 +44,18 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import yaml
 from IPython.display import Markdown, display
 
+from refseg_core import configs, engine
+from refseg_core.config import load_config
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.expression_kind import expression_kind
-from refseg_core.data.refer import Refer
-from refseg_core.data.synthetic import ensure_synthetic
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, denormalize, inverse_letterbox, LetterboxParams
 from refseg_core.text import ClipTokenizer, split_words
 from refseg_core.viz import grid, overlay
 
-published = yaml.safe_load(Path("../params/published.yaml").read_text())
+cfg = load_config(config, overrides)  # data_root, dataset, split_by and the synthetic_* values
+published = configs.published()
 
 # %% [markdown]
 # ## The real datasets
@@ -71,7 +66,7 @@ published = yaml.safe_load(Path("../params/published.yaml").read_text())
 # and relations. G-Ref (RefCOCOg) {cite}`mao2016gref` was written without a game and has longer
 # expressions; the UMD split {cite}`nagaraja2016umd` is the one used for segmentation. gRefCOCO
 # {cite}`liu2023gres` adds expressions that refer to several objects or to none. Their sizes (refs per
-# split, read from `params/published.yaml`):
+# split, read from the `published.yaml` shipped with `refseg_core`):
 
 # %%
 rows = ["| dataset | splitBy | " + " | ".join(["train", "val", "testA", "testB", "test"]) + " |", "|---" * 7 + "|"]
@@ -113,13 +108,9 @@ display(Markdown("\n".join(rows)))
 # same `Refer` loader then reads it as it would read RefCOCO.
 
 # %%
-if synthetic:
-    root = ensure_synthetic(data_root, flavour=dataset, seed=synthetic_seed, num_images=synthetic_num_images,
-                            image_size=synthetic_image_size)
-else:
-    root = Path(data_root)
-refer = Refer(root, dataset, split_by)
-print("files:", *sorted(str(p.relative_to(root)) for p in (Path(root) / dataset).iterdir()), sep="\n  ")
+refer = engine.prepare_data(cfg)  # generates the synthetic set into cfg.data_root on first use
+root, dataset = Path(cfg.data_root), cfg.dataset
+print("files:", *sorted(str(p.relative_to(root)) for p in (root / dataset).iterdir()), sep="\n  ")
 print("splits:", refer.splits())
 
 # %%
@@ -180,7 +171,7 @@ plt.show()
 
 # %%
 tokenizer = ClipTokenizer(word_len=17)
-ds = RefSegDataset(refer, "val", tokenizer, input_size=input_size, train=False)
+ds = RefSegDataset(refer, "val", tokenizer, input_size=letterbox_size, train=False)
 item = ds[0]
 lb = LetterboxParams.from_dict(item["meta"]["letterbox"])
 print("image", tuple(item["image"].shape), "tokens", tuple(item["tokens"].shape), "mask", tuple(item["mask"].shape))
@@ -190,7 +181,7 @@ print("tokens:", item["tokens"].tolist(), "->", repr(tokenizer.decode(item["toke
 back = inverse_letterbox(item["mask"], lb, mode="bilinear")[0] > 0.5
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
 overlay(axes[0], denormalize(item["image"], CLIP_MEAN, CLIP_STD), item["mask"][0] > 0.5,
-        title=f"letterboxed {input_size}x{input_size}")
+        title=f"letterboxed {letterbox_size}x{letterbox_size}")
 val_ref, _ = refer.sentences("val")[0]  # evaluation items follow refer.sentences order
 assert val_ref["ref_id"] == item["meta"]["ref_id"]
 overlay(axes[1], refer.load_image(val_ref), item["meta"]["orig_mask"], title=f"original {lb.orig_w}x{lb.orig_h}")
@@ -215,10 +206,10 @@ print({k: (tuple(v.shape) if hasattr(v, "shape") else f"list of {len(v)}") for k
 # %% [markdown]
 # ## Using the real data
 #
-# Set `data_root` to a folder laid out as above and `synthetic = False`, for example with papermill:
+# Point `data_root` at a folder laid out as above and turn `synthetic` off, for example with papermill:
 #
 # ```bash
-# papermill notebooks/01_data.ipynb out.ipynb -p data_root /data/refer -p synthetic False -p dataset refcoco+
+# papermill notebooks/01_data.ipynb out.ipynb -y "overrides: {data_root: /data/refer, synthetic: false, dataset: refcoco+}"
 # ```
 #
 # The COCO train2014 images come from COCO's own server; the REFER annotation archives are no longer on
@@ -234,6 +225,6 @@ print({k: (tuple(v.shape) if hasattr(v, "shape") else f"list of {len(v)}") for k
 #
 # ## Exercises
 #
-# 1. Generate the `refcoco+` flavour (`-p dataset refcoco+`). Which cue disappears from the bar chart?
+# 1. Generate the `refcoco+` flavour (`-y "overrides: {dataset: refcoco+}"`). Which cue disappears from the bar chart?
 # 2. Generate the `grefcoco` flavour. How are no-target refs stored, and what does `ref_mask` return?
-# 3. Letterbox with `input_size = 32`. How low does the round-trip IoU get for the smallest objects?
+# 3. Letterbox with `letterbox_size = 32`. How low does the round-trip IoU get for the smallest objects?

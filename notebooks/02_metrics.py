@@ -26,38 +26,33 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-data_root = "../_build/data/synthetic"  # where the synthetic dataset is generated (or real data lives)
-synthetic_seed = 0
-synthetic_num_images = 1200  # images generated if the dataset is missing
-synthetic_image_size = 96
+config = "smoke_cris"  # the data of this configuration (shipped with refseg_core) is the chapter's data
+overrides = {}  # TrainConfig fields that replace the configuration's values
 split = "val"
 threshold_shift = 0.3  # system A misplaces large objects by this fraction of their width
 
 # %%
-import inspect
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from refseg_core import metrics
-from refseg_core.data.refer import Refer
-from refseg_core.data.synthetic import ensure_synthetic
+from refseg_core import engine, metrics
+from refseg_core.config import load_config
 from refseg_core.metrics import RefSegMetrics, iou
+from refseg_core.notebook import show_source
 from refseg_core.viz import overlay
 
-root = ensure_synthetic(data_root, flavour="refcoco", seed=synthetic_seed, num_images=synthetic_num_images,
-                        image_size=synthetic_image_size)
-refer = Refer(root, "refcoco", "unc")
+cfg = load_config(config, overrides)  # the dataset: data_root, dataset, split_by, synthetic_*
+refer = engine.prepare_data(cfg)  # generates the synthetic set on first use
 samples = [(ref, sent) for ref, sent in refer.sentences(split)]
 print(f"{len(samples)} sentences in the {split} split")
 
@@ -73,8 +68,8 @@ print(f"{len(samples)} sentences in the {split} split")
 # gRefCOCO, which is why it has its own metrics (end of this chapter). The function we use:
 
 # %%
-print(inspect.getsource(metrics.intersection_union))
-print(inspect.getsource(metrics.iou))
+show_source(metrics.intersection_union)
+show_source(metrics.iou)
 
 # %% [markdown]
 # To have predictions to score without a trained model, we simulate two systems with different
@@ -224,9 +219,7 @@ print(f"IoU {m.update(seventy, np.ones((1, 100), bool)):.10f} -> prec@0.7 = {m.c
 # one that in addition says "nothing" whenever the target is empty.
 
 # %%
-groot = ensure_synthetic(data_root, flavour="grefcoco", seed=synthetic_seed, num_images=synthetic_num_images,
-                        image_size=synthetic_image_size)
-grefer = Refer(groot, "grefcoco", "unc")
+grefer = engine.prepare_data(load_config(config, {**overrides, "dataset": "grefcoco", "split_by": "unc"}))
 gsamples = grefer.sentences(split)
 gtargets = [grefer.ref_mask(ref).astype(bool) for ref, _ in gsamples]
 gno_target = [grefer.is_no_target(ref) for ref, _ in gsamples]  # from the ref, as ReLA decides

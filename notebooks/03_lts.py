@@ -34,89 +34,51 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-# Training keys are refseg_core.config.TrainConfig fields, with the values of params/smoke_lts.yaml.
-model = "lts_tiny"
-dataset = "refcoco"
-split_by = "unc"
-data_root = "../_build/data/synthetic"  # generated here once, shared by every chapter
-synthetic = True
-synthetic_num_images = 1200
-synthetic_seed = 0
-synthetic_image_size = 96
-input_size = 96  # the network's square input (416 in the paper)
-word_len = 16
-epochs = 8
-batch_size = 16
-lr = 0.003
-backbone_lr_mult = 1.0
-milestones = [6]
-lr_gamma = 0.1
-warmup_steps = 20
-precision = "fp32"
-device = "cpu"
-seed = 0
-output_dir = "../_build/runs/03_lts"  # the three runs write to <output_dir>_<variant>
-log_every = 20
-time_limit_s = 220.0  # the smoke run's guard (one run); the chapter's runs use run_time_limit_s
-# This chapter: three runs of equal budget. Each trains `run_epochs` epochs (the milestones are scaled
-# from `epochs` to `run_epochs`); run_time_limit_s guards the notebook's runtime on a slow machine.
+config = "smoke_lts"  # a configuration shipped with refseg_core (refseg_core/configs/) or a YAML file
+overrides = {}  # TrainConfig fields that replace the configuration's values, e.g. {"device": "cuda"}
+dry_run = False  # print the resolved configuration and stop before training
+# This chapter: three runs of equal budget, one per interaction variant. Each trains `run_epochs` epochs
+# (the configuration's milestones scaled from its `epochs` to `run_epochs`).
 run_epochs = 3
-run_time_limit_s = 90.0
-eval_every = 1
 n_examples = 4  # validation samples in the figures
 num_threads = 2  # torch CPU threads; use 1 when other processes share the cores (OpenMP spin-waits)
 
 # %%
-import inspect
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from IPython.display import Code, Markdown, display
+from IPython.display import Markdown, display
 
-from refseg_core import engine
-from refseg_core.config import make_config
+from refseg_core import configs, engine
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, denormalize
 from refseg_core.models import lts as lts_module
 from refseg_core.models.darknet import DarkNet53
 from refseg_core.models.gru_text import GRUTextEncoder
+from refseg_core.notebook import finish_dry_run, resolve_config, show_source as show
 from refseg_core.viz import attention_to_words, heatmap, overlay
 
+cfg = resolve_config(config, overrides, dry_run)  # what `python -m refseg_core train --config` runs
+finish_dry_run(dry_run)
+
+# %%
 t_notebook = time.time()
 # Small tensors gain little from a second thread, and on a busy machine OpenMP threads waiting for each
 # other can make every step many times slower; one thread keeps the runtime predictable.
 torch.set_num_threads(num_threads)
-published = yaml.safe_load(Path("../params/published.yaml").read_text())
-
-
-def show(obj):
-    """Render the source of a function, method or class from refseg_core (the one copy of the code)."""
-    display(Code(inspect.getsource(obj), language="python"))
-
-
-base_params = dict(
-    model=model, dataset=dataset, split_by=split_by, data_root=data_root, synthetic=synthetic,
-    synthetic_num_images=synthetic_num_images, synthetic_seed=synthetic_seed,
-    synthetic_image_size=synthetic_image_size, input_size=input_size, word_len=word_len, epochs=epochs,
-    batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult, milestones=milestones,
-    lr_gamma=lr_gamma, warmup_steps=warmup_steps, precision=precision, device=device, seed=seed,
-    output_dir=output_dir, log_every=log_every, time_limit_s=time_limit_s,
-)
-cfg = make_config(base_params)  # validates every key and value
+published = configs.published()
 refer = engine.prepare_data(cfg)  # generates the synthetic dataset on first use
-torch.manual_seed(seed)
+torch.manual_seed(cfg.seed)
 untrained = engine.build_model_for(cfg, refer)  # lts_tiny, vocabulary from the training expressions
 print(refer)
 print(f"{type(untrained).__name__}: {sum(p.numel() for p in untrained.parameters()) / 1e6:.2f}M parameters, "
@@ -148,7 +110,7 @@ print(f"{type(untrained).__name__}: {sum(p.numel() for p in untrained.parameters
 # model on it, recording each module's inputs and outputs with forward hooks.
 
 # %%
-val_ds = RefSegDataset(refer, "val", untrained.tokenizer, input_size, train=False)
+val_ds = RefSegDataset(refer, "val", untrained.tokenizer, cfg.input_size, train=False)
 batch = collate([val_ds[i] for i in range(n_examples)])
 print("images", tuple(batch["image"].shape), "tokens", tuple(batch["tokens"].shape),
       "masks", tuple(batch["mask"].shape))
@@ -312,28 +274,28 @@ show(lts_module.LTS.loss)
 #
 # We train three models that differ in one thing only: the **transformer** interaction, the
 # **filtering** interaction, and **no prior** at all. Everything else — data, seed, schedule, number of
-# steps — is the same. The smoke recipe of `params/smoke_lts.yaml` trains one model for `epochs` epochs;
-# to fit three models in this chapter's time budget, each trains `run_epochs` epochs with the learning-rate
-# milestones scaled accordingly (and `run_time_limit_s` as a safety stop on a slow machine). Set
-# `run_epochs = epochs` to give each variant the full smoke budget.
+# steps — is the same. The smoke configuration `smoke_lts` trains one model for its `epochs`; to fit three
+# models in this chapter's time budget, each trains `run_epochs` epochs with the learning-rate milestones
+# scaled accordingly. Set `run_epochs` to the configuration's `epochs` to give each variant the full
+# smoke budget.
 
 # %%
-scaled_milestones = sorted({max(1, round(m * run_epochs / epochs)) for m in milestones if m < epochs})
+scaled_milestones = sorted({max(1, round(m * run_epochs / cfg.epochs)) for m in cfg.milestones if m < cfg.epochs})
 variants = {
     "transformer": {"interaction": "transformer"},
     "filtering": {"interaction": "filtering"},
     "no prior": {"use_prior": False},
 }
 results = {}
-for name, overrides in variants.items():
+for name, variant in variants.items():
     print(f"=== {name} ===")
-    run_cfg = dict(base_params, epochs=run_epochs, milestones=scaled_milestones, eval_every=eval_every,
-                   time_limit_s=run_time_limit_s, model_overrides=overrides,
-                   output_dir=f"{output_dir}_{name.replace(' ', '_')}")
+    run_cfg = dict(cfg.to_dict(), epochs=run_epochs, milestones=scaled_milestones,
+                   model_overrides=dict(cfg.model_overrides, **variant),
+                   output_dir=f"{cfg.output_dir}_{name.replace(' ', '_')}")
     results[name] = engine.train(run_cfg, progress=True, overwrite=True)  # replaces the previous build's run
     r = results[name]
     steps = max((row["step"] for row in r.history), default=0)
-    print(f"{name}: {steps} steps in {r.train_time_s:.0f} s" + (" (stopped by run_time_limit_s)" if r.stopped_early else ""))
+    print(f"{name}: {steps} steps in {r.train_time_s:.0f} s" + (" (stopped by the time guard)" if r.stopped_early else ""))
 
 # %% [markdown]
 # **Training curves.** The loss of each run against the optimiser step (mean over `log_every` steps), and
@@ -369,7 +331,7 @@ plt.show()
 # ground-truth instance masks). A model that understands the expression must beat both.
 
 # %%
-scores = {name: engine.evaluate(r.model, refer, split="val", input_size=input_size, batch_size=batch_size)
+scores = {name: engine.evaluate(r.model, refer, split="val", input_size=cfg.input_size, batch_size=cfg.batch_size)
           for name, r in results.items()}
 baselines = engine.trivial_baselines(refer, "val")
 keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
@@ -420,7 +382,7 @@ def describe(scores, baselines, results):
                  f"({100 * t:.1f} vs {100 * f:.1f} mIoU for transformer vs filtering).")
     stopped = [n for n, r in results.items() if r.stopped_early]
     if stopped:
-        lines.append(f"Caution: on this machine `run_time_limit_s` stopped {', '.join(stopped)} before "
+        lines.append(f"Caution: on this machine the time guard (`time_limit_s`) stopped {', '.join(stopped)} before "
                      f"`run_epochs` epochs, so the runs did not all get the same number of steps "
                      f"({', '.join(str(max(row['step'] for row in r.history)) + ' for ' + n for n, r in results.items())}).")
     return " ".join(lines)
@@ -431,7 +393,7 @@ display(Markdown(describe(scores, baselines, results)))
 # %% [markdown]
 # For reference, the oIoU that the LTS paper reports at full scale (416×416 inputs, a COCO-pretrained
 # DarkNet-53, RefCOCO-size training; *unverified* numbers from the paper, read from
-# `params/published.yaml`). They are not comparable with the smoke numbers above.
+# `refseg_core.configs.published()`). They are not comparable with the smoke numbers above.
 
 # %%
 lts_rows = [r for r in published["results"] if r["method"] == "LTS" and r["metric"] == "oIoU"]
@@ -566,11 +528,11 @@ print(f"notebook ran in {time.time() - t_notebook:.0f} s")
 # * No official code exists: the supervision of the prior, the loss weight, the head and many sizes are
 #   choices, listed in the table above and exposed as parameters.
 # * At smoke scale the comparisons are from one seed and a few minutes of CPU training; they show the
-#   mechanics, and the full-scale parameter files (`params/lts_*.yaml`) run the same code on RefCOCO.
+#   mechanics, and the full-scale configurations (`lts_refcoco`, `lts_refcoco_plus`, ...) run the same code on RefCOCO.
 #
 # ## Exercises
 #
-# 1. Set `run_epochs` to the value of `epochs` (papermill: `-p run_epochs ...`). Do the three variants
+# 1. Set `run_epochs` to the configuration's `epochs` (papermill: `-p run_epochs 8`). Do the three variants
 #    separate more clearly with the longer budget? Does the no-prior model catch up?
 # 2. Add `"prior_target": "gaussian"` to the transformer variant's overrides in `variants`. How does the
 #    prior's heat map change, and does the mask improve?

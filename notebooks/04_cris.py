@@ -30,85 +30,48 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-# Training: refseg_core.config.TrainConfig fields, the smoke defaults of params/smoke_cris.yaml.
-model = "cris_tiny"
-model_overrides = {"input_size": 96, "freeze_token_embedding": True}
-dataset = "refcoco"
-split_by = "unc"
-data_root = "../_build/data/synthetic"
-synthetic = True
-synthetic_num_images = 1200
-synthetic_seed = 0
-synthetic_image_size = 96
-input_size = 96
-word_len = 16
-epochs = 4  # a short run here; chapter 5 trains the full smoke budget (params/smoke_cris.yaml)
-batch_size = 16
-lr = 0.001
-backbone_lr_mult = 1.0
-milestones = [5]
-lr_gamma = 0.1
-warmup_steps = 20
-dice_weight = 1.0  # not in the paper: see chapter 5
-precision = "fp32"
-device = "cpu"
-seed = 0
-output_dir = "../_build/runs/04_cris_smoke"
-log_every = 20
-time_limit_s = 95.0  # guard for the whole run: stop, checkpoint and evaluate on a slow machine
+config = "smoke_cris"  # a configuration shipped with refseg_core (refseg_core/configs/) or a YAML file
+overrides = {}  # TrainConfig fields that replace the configuration's values, e.g. {"device": "cuda"}
+dry_run = False  # print the resolved configuration and stop before training
 # This chapter only (not training parameters).
+run_epochs = 4  # a short run here; chapter 5 trains the configuration's full smoke budget
 full_model = "cris_r50"  # the full-size model whose shapes and parameter counts are shown (or cris_r101)
 full_input_size = 416
+pretrained = None  # "openai": the full-size model loads OpenAI's CLIP weights (downloads ~250 MB; Colab)
 selection_split = "testB"  # the test split on which the official RefCOCO+ configs select checkpoints
 num_examples = 4  # validation expressions in the before/after figure
 
 # %%
-from refseg_core.config import field_names
-
-# The training configuration is exactly the TrainConfig fields set above (papermill may override them).
-train_params = {k: v for k, v in dict(globals()).items() if k in field_names()}
-
-# %%
-import inspect
-import json
 import time
 import warnings
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
-from IPython.display import Code, Markdown, display
+from IPython.display import Markdown, display
 from torch import nn
 
-from refseg_core import engine
-from refseg_core.config import make_config
+from refseg_core import configs, engine, evidence
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.transforms import denormalize, letterbox_image, normalize
 from refseg_core.models import build_model
 from refseg_core.models.clip import DenseClipBackbone
-from refseg_core.models.cris import (CRIS, CRISNeck, DecoderLayer, TextToPixelProjector, official_epoch_lrs)
+from refseg_core.models.cris import CRIS, CRISNeck, DecoderLayer, TextToPixelProjector, official_epoch_lrs
+from refseg_core.notebook import finish_dry_run, resolve_config, show_source as show
 from refseg_core.viz import attention_to_words, curves, heatmap, overlay
 
-cfg = make_config(train_params)
+cfg = resolve_config(config, overrides, dry_run)  # what `python -m refseg_core train --config` runs
+finish_dry_run(dry_run)
 refer = engine.prepare_data(cfg)  # generates the synthetic dataset on first use
-published = yaml.safe_load(Path("../params/published.yaml").read_text())
-
-
-def show(obj):
-    """Render the source of a refseg_core function or method: the book shows the package's code, it
-    does not keep a second copy."""
-    display(Code(inspect.getsource(obj), language="python"))
-
+published = configs.published()
 
 # %% [markdown]
 # ## Why CLIP
@@ -145,8 +108,8 @@ sample = val_ds[0]
 sample_text = sample["meta"]["sentence"]
 
 t0 = time.time()
-torch.manual_seed(seed)
-big = build_model(full_model).eval()
+torch.manual_seed(cfg.seed)
+big = build_model(full_model, pretrained=pretrained).eval()
 parts = {"CLIP backbone": big.backbone, "FPN neck": big.neck, "decoder": big.decoder, "projector": big.projector}
 counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
 counts["total"] = sum(p.numel() for p in big.parameters())
@@ -196,10 +159,10 @@ plt.show()
 # decoder's grid is at `model.decoder_stride` = 16.
 
 # %%
-engine.seed_everything(seed)  # as engine.train does before it builds the model
+engine.seed_everything(cfg.seed)  # as engine.train does before it builds the model
 tiny0 = engine.build_model_for(cfg, refer)  # the tiny model as training will build it (random init)
-train_ds = RefSegDataset(refer, "train", tiny0.tokenizer, input_size, train=True, seed=seed)
-batch = collate([train_ds[i] for i in range(batch_size)])
+train_ds = RefSegDataset(refer, "train", tiny0.tokenizer, cfg.input_size, train=True, seed=cfg.seed)
+batch = collate([train_ds[i] for i in range(cfg.batch_size)])
 tiny0.eval()
 with torch.no_grad():
     tiny_feats = tiny0.forward_features(batch["image"], batch["tokens"], return_attention=True)
@@ -222,7 +185,7 @@ def shape_of(v):
     return str(tuple(v.shape))
 
 
-rows = [f"| name | {model}, input {input_size} | {full_model}, input {full_input_size} | what |", "|---|---|---|---|"]
+rows = [f"| name | {cfg.model}, input {cfg.input_size} | {full_model}, input {full_input_size} | what |", "|---|---|---|---|"]
 rows += [f"| `{k}` | {shape_of(tiny_feats[k])} | {shape_of(big_feats[k])} | {MEANING[k]} |" for k in MEANING]
 display(Markdown("\n".join(rows)))
 del big  # about 0.6 GB of weights; the rest of the page uses the tiny model
@@ -296,8 +259,8 @@ print(f"max |grouped - per-sample| over the batch: {(per_sample - tiny_feats['lo
 # %% [markdown]
 # ## Training the tiny model
 #
-# We train `cris_tiny` on the synthetic data with the smoke parameters above (they are those of
-# `params/smoke_cris.yaml`; papermill can override them). One of them is not the paper's: `dice_weight = 1`
+# We train `cris_tiny` on the synthetic data with the smoke configuration `smoke_cris` (named in the
+# parameters cell; `overrides` or papermill change it), for this chapter's `run_epochs`. One of its values is not the paper's: `dice_weight = 1`
 # adds a Dice term to the BCE below (`refseg_core.losses`; chapter 5 says why the tiny model needs the
 # help; set it to 0 for the paper's loss). The engine saves only the last checkpoint, and
 # the reproduction notes below need the model of *every* epoch, so we train one epoch at a time:
@@ -315,7 +278,7 @@ def similarity_maps(net, pairs):
     net.eval()
     out = []
     for ref, sent in pairs:
-        x, _ = letterbox_image(refer.load_image(ref), input_size)
+        x, _ = letterbox_image(refer.load_image(ref), cfg.input_size)
         with torch.no_grad():
             logits = net(normalize(x)[None], net.tokenizer([refer.sentence_text(sent)]))
         out.append((x, torch.sigmoid(logits)[0, 0].numpy()))
@@ -326,19 +289,20 @@ before = similarity_maps(tiny0, picks)
 
 # %%
 per_epoch, ckpt, train_time = [], None, 0.0
-for e in range(1, epochs + 1):
+short_run = dict(cfg.to_dict(), output_dir=cfg.output_dir + "_short")  # not chapter 5's run
+for e in range(1, run_epochs + 1):
     # The time guard covers the whole run, not each one-epoch call.
-    left = None if time_limit_s is None else max(time_limit_s - train_time, 1.0)
-    result = engine.train(dict(train_params, epochs=e, time_limit_s=left), progress=True, resume=ckpt,
+    left = None if cfg.time_limit_s is None else max(cfg.time_limit_s - train_time, 1.0)
+    result = engine.train(dict(short_run, epochs=e, time_limit_s=left), progress=True, resume=ckpt,
                           overwrite=ckpt is None)  # epoch 1 replaces a previous build's run
     ckpt, train_time = result.checkpoint, train_time + result.train_time_s
-    sel = engine.evaluate(result.model, refer, split=selection_split, input_size=input_size, batch_size=64)
+    sel = engine.evaluate(result.model, refer, split=selection_split, input_size=cfg.input_size, batch_size=64)
     val_row = [r for r in result.history if "val_mIoU" in r][-1]
     per_epoch.append({"epoch": e, "val_mIoU": val_row["val_mIoU"], "val_oIoU": val_row["val_oIoU"],
                       f"{selection_split}_mIoU": sel["mIoU"], f"{selection_split}_oIoU": sel["oIoU"]})
     print(f"-> epoch {e}: {selection_split} mIoU {100 * sel['mIoU']:.2f}", flush=True)
     if result.stopped_early:
-        print(f"time guard time_limit_s={time_limit_s} reached during epoch {e}: training stops here")
+        print(f"time guard time_limit_s={cfg.time_limit_s} reached during epoch {e}: training stops here")
         break
 trained = result.model.eval()
 history = result.history
@@ -379,7 +343,7 @@ fig, axes = plt.subplots(num_examples, 4, figsize=(10, 2.7 * num_examples), sque
 for row, (ref, sent), (img, p0), (_, p1) in zip(axes, picks, before, after):
     text = refer.sentence_text(sent)
     target = refer.ref_mask(ref)
-    _, mask = engine.predict(trained, refer.load_image(ref), text, input_size=input_size,
+    _, mask = engine.predict(trained, refer.load_image(ref), text, input_size=cfg.input_size,
                              threshold=cfg.eval_threshold)
     overlay(row[0], refer.load_image(ref), None, contour=target, title=f"“{text}”")
     heatmap(row[1], p0, image=img, vmin=0, vmax=1, title="σ(logits), before training", colorbar=True)
@@ -408,7 +372,7 @@ tok = trained.tokenizer
 fig = plt.figure(figsize=(12, 2.4 * len(chosen)))
 gs = fig.add_gridspec(len(chosen), 1)
 for i, (ref, sent) in enumerate(chosen):
-    x, _ = letterbox_image(refer.load_image(ref), input_size)
+    x, _ = letterbox_image(refer.load_image(ref), cfg.input_size)
     tokens = tok([refer.sentence_text(sent)])
     with torch.no_grad():
         feats = trained.forward_features(normalize(x)[None], tokens, return_attention=True)
@@ -420,7 +384,7 @@ for i, (ref, sent) in enumerate(chosen):
     attention_to_words(ax, attn[:n].numpy(), names, image=x)
     ax.set_title(f"“{refer.sentence_text(sent)}”", fontsize=10, pad=22)
 plt.show()
-print(f"decoder map: {h}x{w} pixels at input {input_size}; each map is shown over the letterboxed input")
+print(f"decoder map: {h}x{w} pixels at input {cfg.input_size}; each map is shown over the letterboxed input")
 
 # %% [markdown]
 # ### Figure 4: scores of the trained model against language-blind baselines
@@ -430,10 +394,10 @@ print(f"decoder map: {h}x{w} pixels at input {input_size}; each map is shown ove
 # instance masks. A model that reads the expression has to beat both.
 
 # %%
-val_metrics = engine.evaluate(trained, refer, split="val", input_size=input_size, batch_size=64,
+val_metrics = engine.evaluate(trained, refer, split="val", input_size=cfg.input_size, batch_size=64,
                               threshold=cfg.eval_threshold)
 baselines = engine.trivial_baselines(refer, "val")
-table = {model: val_metrics, **baselines}
+table = {cfg.model: val_metrics, **baselines}
 keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
 rows = ["| val, all sentences | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
 rows += [f"| {name} | " + " | ".join(f"{100 * m[k]:.2f}" for k in keys) + " |" for name, m in table.items()]
@@ -469,7 +433,7 @@ display(Markdown(f"val: mIoU {100 * val_metrics['mIoU']:.2f}, oIoU {100 * val_me
 rows = ["| method | source | metric | dataset | split | value |", "|---|---|---|---|---|---|"]
 rows += [f"| {r['method']} | {r['source']} | **{r['metric']}** | {r['dataset']} | {r['split']} | {r['value']:.2f} |"
          for r in published["results"] if r["method"].startswith("CRIS-") and r["split"] == "val"]
-display(Markdown("Published CRIS numbers (`params/published.yaml`), with the metric they are:\n\n" + "\n".join(rows)))
+display(Markdown("Published CRIS numbers (`refseg_core.configs.published()`), with the metric they are:\n\n" + "\n".join(rows)))
 
 # %% [markdown]
 # ### The "contrastive" loss is binary cross-entropy
@@ -568,17 +532,17 @@ def token_embedding_grad(net):
     return g
 
 
-tiny_kw = {**model_overrides, "word_len": word_len}
-default = build_model(model, **{**tiny_kw, "freeze_token_embedding": False})
+tiny_kw = {**cfg.model_overrides, "word_len": cfg.word_len}
+default = build_model(cfg.model, **{**tiny_kw, "freeze_token_embedding": False})
 g = token_embedding_grad(default)
 print(f"default: requires_grad={default.backbone.token_embedding.weight.requires_grad}, "
       f"rows with a non-zero gradient on one batch: {int((g.abs().sum(1) > 0).sum())}")
 moved = (trained.backbone.token_embedding.weight - tiny0.backbone.token_embedding.weight).abs().sum(1) > 0
-print(f"this page's run (freeze_token_embedding={model_overrides.get('freeze_token_embedding', False)}): "
+print(f"this page's run (freeze_token_embedding={cfg.model_overrides.get('freeze_token_embedding', False)}): "
       f"rows changed by training: {int(moved.sum())} of {moved.numel()}")
-frozen = build_model(model, **{**tiny_kw, "freeze_token_embedding": True})
+frozen = build_model(cfg.model, **{**tiny_kw, "freeze_token_embedding": True})
 g = token_embedding_grad(frozen)
-in_groups = any(p is frozen.backbone.token_embedding.weight for grp in frozen.param_groups(lr) for p in grp["params"])
+in_groups = any(p is frozen.backbone.token_embedding.weight for grp in frozen.param_groups(cfg.lr) for p in grp["params"])
 print(f"freeze_token_embedding=True: requires_grad={frozen.backbone.token_embedding.weight.requires_grad}, "
       f"gradient {'None' if g is None else 'present'}, in the optimiser's groups: {in_groups}")
 
@@ -617,7 +581,7 @@ display(Markdown(f"Selecting on {selection_split} reports {optimism:.2f} points 
 # tokens against the official tokenizer's. The result file, as written by the script:
 
 # %%
-eq = json.loads(Path("../benchmarks/results/cris_equivalence_cpu.json").read_text())
+eq = evidence.rows("cris_equivalence_cpu")  # committed with the package (benchmarks/compare_official_cris.py)
 tm = eq["train_mode_no_dropout"]
 facts = [
     ("date, device", f"{eq['date']}, {eq['device']} (torch {eq['torch']}, Python {eq['python']})"),

@@ -29,54 +29,18 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-# The CRIS run: the keys of params/smoke_cris.yaml (refseg_core.config.TrainConfig fields), paths
-# relative to notebooks/. `papermill -f params/cris_r50_refcoco.yaml` replaces them with the full recipe.
-model = "cris_tiny"
-model_overrides = {"input_size": 96, "freeze_token_embedding": True}
-dataset = "refcoco"
-split_by = "unc"
-data_root = "../_build/data/synthetic"
-synthetic = True
-synthetic_num_images = 1200
-synthetic_seed = 0
-synthetic_image_size = 96
-input_size = 96
-word_len = 16
-epochs = 7
-batch_size = 16
-lr = 0.001
-backbone_lr_mult = 1.0
-milestones = [5]
-lr_gamma = 0.1
-warmup_steps = 20
-dice_weight = 1.0  # not in the paper: see chapter 5
-precision = "fp32"
-device = "cpu"
-seed = 0
-output_dir = "../_build/runs/05_training_cris"
-log_every = 20
-time_limit_s = 220  # guard: stop, checkpoint and evaluate if a slow machine needs longer
-# The second model: a parameter file read with refseg_core.config.load_config (data_root and output_dir
-# are overridden as above); None skips it. lts_overrides: TrainConfig keys that replace the file's values.
-lts_config = "../params/smoke_lts.yaml"
+config = "smoke_cris"  # the CRIS run: a configuration shipped with refseg_core, or a YAML file
+overrides = {}  # TrainConfig fields that replace the configuration's values, e.g. {"data_root": "/data/refer"}
+lts_config = "smoke_lts"  # the second model, trained the same way; None skips it
 lts_overrides = {}
-
-# %%
-from refseg_core.config import field_names, load_config, make_config
-
-# Everything the parameters cell (or papermill) defined that is a TrainConfig field becomes the CRIS run.
-cris_config = make_config({k: v for k, v in dict(globals()).items() if k in field_names()})
-lts_run = None
-if lts_config is not None:
-    lts_run = load_config(lts_config, {**lts_overrides, "data_root": cris_config.data_root,
-                                       "output_dir": "../_build/runs/05_training_lts"})
+dry_run = False  # print the resolved configuration(s) and stop before training
 
 # %%
 import bisect
@@ -96,15 +60,24 @@ from torch.utils.data import DistributedSampler
 
 from refseg_core import distributed as distu
 from refseg_core import engine
+from refseg_core import configs
 from refseg_core.checkpoint import atomic_torch_save
+from refseg_core.config import load_config, make_config
+from refseg_core.notebook import finish_dry_run, resolve_config, show_source
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.models.cris import official_epoch_lrs
 from refseg_core.viz import curves
 
+# The same function as `python -m refseg_core train --config`: the same name and overrides, the same run.
+cris_config = resolve_config(config, overrides, dry_run, label=f"config: {config}")
+lts_run = resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config: {lts_config}") \
+    if lts_config is not None else None
+finish_dry_run(dry_run)
+
 # A dependency imports tqdm.auto, which warns that Jupyter widgets are missing; the book needs none.
 warnings.filterwarnings("ignore", message="IProgress not found")
-published = yaml.safe_load(Path("../params/published.yaml").read_text())
-full_recipe = load_config("../params/cris_r50_refcoco.yaml")  # every field, defaults included
+published = configs.published()
+full_recipe = load_config("cris_r50_refcoco")  # the paper-cell configuration: every field, defaults included
 run_device = distu.resolve_device(cris_config.device, distu.env_info())
 kind = "synthetic" if cris_config.synthetic else "real"
 print(f"CRIS run: {cris_config.model} on {cris_config.dataset} ({kind} data), {cris_config.epochs} epochs, "
@@ -119,7 +92,7 @@ if lts_run is not None:
 # The CRIS paper trains for 50 epochs with Adam and a step decay, at $416\times416$, on several GPUs. The
 # official repository (DerrickWang005/CRIS.pytorch) fixes the details in `config/refcoco/cris_r50.yaml`
 # and `train.py`. We keep those values *as data* here, labelled with where they come from, and read ours
-# from the parameter file the full run uses, `params/cris_r50_refcoco.yaml`:
+# from the configuration the full run uses, `cris_r50_refcoco`:
 
 # %%
 # The official CRIS.pytorch config/refcoco/cris_r50.yaml and train.py.
@@ -146,7 +119,7 @@ OFFICIAL_CRIS = {
 ours = full_recipe.to_dict()
 ours["optimizer"] = "Adam (engine.train)"
 rows = ["| parameter | official CRIS (config/refcoco/cris_r50.yaml, train.py) "
-        "| this book (params/cris_r50_refcoco.yaml) | |", "|---|---|---|---|"]
+        "| this book (cris_r50_refcoco) | |", "|---|---|---|---|"]
 for key, official in OFFICIAL_CRIS.items():
     mine = ours[key]
     same = mine == official or (key == "optimizer" and str(mine).startswith(official))
@@ -312,7 +285,7 @@ display(Markdown("\n".join(rows)))
 # `RANK`, `LOCAL_RANK` and `WORLD_SIZE`; `refseg_core.distributed` reads them and opens the process group:
 
 # %%
-print(inspect.getsource(distu.setup))
+show_source(distu.setup)
 
 # %% [markdown]
 # * **NCCL or gloo.** NCCL moves CUDA tensors GPU to GPU (NVLink, InfiniBand); gloo works on CPU tensors.
@@ -333,7 +306,7 @@ for drop_last in (True, False):
 # * **Global and per-rank batch.** In this book (as in the official code) `batch_size` is the *global*
 #   batch: each of $W$ ranks loads `batch_size / W`. The optimiser then sees the same batch, and the same
 #   number of steps per epoch, on 1 GPU or 8, so the learning rate needs no change. For the full recipe on
-#   RefCOCO (training refs from `params/published.yaml`):
+#   RefCOCO (training refs from `refseg_core.configs.published()`):
 
 # %%
 n_train = published["datasets"][full_recipe.dataset]["refs"]["train"]
@@ -361,29 +334,31 @@ del probe_model, converted
 # %% [markdown]
 # ## Running it for real
 #
-# The smoke run below and a full reproduction are the same code with different parameters. From the
-# command line (`python -m refseg_core train` reads the same YAML files as papermill):
+# The smoke run below and a full reproduction are the same code with a different configuration. From the
+# command line (`python -m refseg_core train` reads the same configurations as this chapter; `--dry-run`
+# prints the resolved one and stops):
 #
 # ```bash
 # # one GPU (or the CPU): batch_size is the global batch, all of it on this process
-# python -m refseg_core train --config params/cris_r50_refcoco.yaml --set data_root=/data/refer
+# python -m refseg_core train --config cris_r50_refcoco --set data_root=/data/refer
 # # eight GPUs on one machine: eight processes, 64 / 8 = 8 samples each, NCCL, SyncBatchNorm
-# torchrun --nproc_per_node 8 -m refseg_core train --config params/cris_r50_refcoco.yaml \
-#     --set data_root=/data/refer
+# torchrun --nproc_per_node 8 -m refseg_core train --config cris_r50_refcoco --set data_root=/data/refer
 # # continue a run that was stopped (pre-empted, Ctrl-C, time limit)
-# torchrun --nproc_per_node 8 -m refseg_core train --config params/cris_r50_refcoco.yaml \
-#     --set data_root=/data/refer --resume runs/cris_r50_refcoco/last.pt
+# torchrun --nproc_per_node 8 -m refseg_core train --resume ~/refseg-book/runs/cris_r50_refcoco/last.pt
 # ```
 #
 # or this notebook, with papermill, on a GPU machine (both models, the full recipe):
 #
 # ```bash
-# papermill notebooks/05_training.ipynb runs/05_training_full.ipynb --cwd notebooks \
-#     -f params/cris_r50_refcoco.yaml -p data_root /data/refer -p output_dir ../runs/cris_r50_refcoco \
-#     -p lts_config ../params/lts_refcoco.yaml
+# papermill notebooks/05_training.ipynb 05_training_full.ipynb -p config cris_r50_refcoco \
+#     -p lts_config lts_refcoco -y "{overrides: {data_root: /data/refer}, lts_overrides: {data_root: /data/refer}}"
 # ```
 #
-# The full-scale numbers to compare with, from the papers (`params/published.yaml`; each with its metric —
+# Runs and generated data go under the *refseg home*, `$REFSEG_HOME` (default `~/refseg-book`): the
+# configurations name `runs/<name>` and `data/...` relative to it, so the command line and papermill,
+# started from any folder, write the same run. Paths you pass yourself are taken as given.
+#
+# The full-scale numbers to compare with, from the papers (`refseg_core.configs.published()`; each with its metric —
 # chapter 2 explains why CRIS's mIoU and LTS's oIoU are not the same quantity):
 
 # %%
@@ -576,7 +551,7 @@ for n, res in runs.items():
 # and the gap closes only at input sizes a 2-core CPU cannot train in minutes (the step cost grows with
 # the number of pixels). This is a property of the architecture at small inputs, not of
 # the full-size model: at 416 px the same grid is fine. It explains the blurry edges of the CRIS masks,
-# but it is not the whole story. The tuning runs listed in `params/smoke_cris.yaml` (run outside this
+# but it is not the whole story. The tuning runs listed in the `smoke_cris` configuration's comments (run outside this
 # chapter) gave the tiny CRIS a finer grid, larger shapes, a deeper decoder and a longer schedule, and
 # none of them cleared the bar; the longer schedule, which runs past the 4-minute budget, helped most.
 #
@@ -585,7 +560,7 @@ for n, res in runs.items():
 # DarkNet-53 pretrained for detection, which we could not verify). CRIS relies on CLIP's image-text
 # alignment to find the referred object; from random weights, the tiny model must learn it itself.
 #
-# Where does that learning stall? The diagnostic runs listed in `params/smoke_cris.yaml` (run outside
+# Where does that learning stall? The diagnostic runs listed in the `smoke_cris` configuration (run outside
 # this chapter) rule out the random tiny CLIP *image encoder*: LTS built on that same encoder
 # (`lts_tiny` with `backbone="clip_tiny"`) learns as fast as with its DarkNet. They also swapped the
 # text encoder for LTS's bi-GRU, gated the image by the sentence at every neck level, and changed the
@@ -617,7 +592,7 @@ for n, res in runs.items():
 # flushed to disk, and renamed over it (a rename within one file system is atomic):
 
 # %%
-print(inspect.getsource(atomic_torch_save))
+show_source(atomic_torch_save)
 
 # %% [markdown]
 # SIGINT and SIGTERM only set a flag; the loop finishes the current step, all ranks agree to stop (one
@@ -625,7 +600,7 @@ print(inspect.getsource(atomic_torch_save))
 # exits with status 128 + the signal number):
 
 # %%
-print(inspect.getsource(engine.StopFlag))
+show_source(engine.StopFlag)
 
 # %% [markdown]
 # What the CRIS run just wrote: `last.pt` loads with `torch.load(weights_only=True)`, which refuses
@@ -659,12 +634,12 @@ print(f"model tensors: {len(ckpt['model'])}, "
 #
 # ```python
 # more = dict(cris_config.to_dict(), epochs=cris_config.epochs + 5)
-# engine.train(more, resume="../_build/runs/05_training_cris/last.pt")
+# engine.train(more, resume=Path(cris_config.output_dir) / "last.pt")
 # ```
 #
-# or `python -m refseg_core train --config ... --resume .../last.pt`. Chapter 6 evaluates the two
-# checkpoints this chapter wrote (`../_build/runs/05_training_cris/last.pt` and
-# `../_build/runs/05_training_lts/last.pt`).
+# or `python -m refseg_core train --resume .../last.pt --set epochs=12`. Chapter 6 evaluates the two
+# runs of the same configurations: it reuses the checkpoints this chapter wrote to their `output_dir`
+# (under the refseg home) when they are there, and trains them itself when it is opened alone.
 #
 # ## Summary
 #
@@ -674,17 +649,17 @@ print(f"model tensors: {len(ckpt['model'])}, "
 # * DDP runs one process per GPU; `DistributedSampler` shares the data out; `batch_size` is the global batch;
 #   SyncBatchNorm pools the BatchNorm statistics; NCCL on GPUs, gloo on CPUs; `torchrun` launches it.
 # * The official CRIS recipe — Adam, lr $10^{-4}$, backbone $\times0.1$, 50 epochs, decay at 35, batch 64,
-#   AMP, SyncBN, DDP — is `params/cris_r50_refcoco.yaml`, with its epoch-1 learning-rate quirk as a flag.
+#   AMP, SyncBN, DDP — is the configuration `cris_r50_refcoco`, with its epoch-1 learning-rate quirk as a flag.
 # * One function, `engine.train`, trains both models from a notebook, the command line and `torchrun`, and
 #   writes atomic checkpoints that resume exactly.
 #
 # ## Exercises
 #
-# 1. Set `precision = "bf16"` in the parameters cell (or `-p precision bf16` with papermill). Does the smoke
+# 1. Set `overrides = {"precision": "bf16"}` in the parameters cell (papermill: `-y "overrides: {precision: bf16}"`). Does the smoke
 #    run still learn? How long does it take on your machine?
-# 2. Run `python -m refseg_core train --config params/smoke_cris.yaml --set epochs=4`, stop it with Ctrl-C
+# 2. Run `python -m refseg_core train --config smoke_cris --set epochs=4`, stop it with Ctrl-C
 #    during epoch 3, resume with `--resume`, and compare `metrics.json` with an uninterrupted 4-epoch run.
 # 3. Start two CPU processes with `torchrun --nproc_per_node 2 -m refseg_core train --config
-#    params/smoke_cris.yaml --set epochs=1`. What is the per-rank batch, and how many steps does an epoch
+#    smoke_cris --set epochs=1 --set output_dir=runs/ddp_try`. What is the per-rank batch, and how many steps does an epoch
 #    have?
 # 4. Train CRIS with `official_lr_quirk: true`. Where in the learning-rate curve does it differ?

@@ -21,46 +21,39 @@
 # attribute, location or relation expressions are the hard ones; and what happens on gRefCOCO
 # {cite}`liu2023gres`, where an expression may refer to several objects or to none.
 #
-# The models are the two checkpoints chapter 5 trained (trained here if they are missing). Every number
+# The models are the runs of the two smoke configurations chapter 5 trains: reused when chapter 5 has run
+# here, trained by this chapter otherwise. Every number
 # on this page is computed when the notebook runs, on the synthetic data of chapter 1.
 
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-# Data: the synthetic dataset every chapter shares (the synthetic_* values of params/smoke_*.yaml).
-data_root = "../_build/data/synthetic"
-synthetic = True  # False: data_root holds the real REFER / gRefCOCO data (see chapter 1)
-synthetic_num_images = 1200
-synthetic_seed = 0
-synthetic_image_size = 96
-# The models: chapter 5's checkpoints; a missing one is trained first with its parameter file.
-cris_checkpoint = "../_build/runs/05_training_cris/last.pt"
-lts_checkpoint = "../_build/runs/05_training_lts/last.pt"
-cris_config = "../params/smoke_cris.yaml"
-lts_config = "../params/smoke_lts.yaml"
+config = "smoke_cris"  # the CRIS model: a finished run of this configuration is reused, else trained here
+overrides = {}  # TrainConfig fields that replace the configuration's values
+lts_config = "smoke_lts"  # the LTS model, the same way
+lts_overrides = {}
+retrain = False  # True: train both runs again even where a finished run exists (it is replaced)
+dry_run = False  # print the resolved configurations and stop before training or evaluating
 # Evaluation.
 splits = None  # None: every split except train (RefCOCO: val, testA, testB)
 threshold = 0.35  # the official CRIS threshold on the sigmoid
-eval_batch_size = 32
+eval_batch = 32
 num_threads = 2  # torch CPU threads; use 1 when other processes share the cores (OpenMP spin-waits)
 focus_model = "cris"  # "cris" or "lts": the model of the step-by-step, threshold and failure sections
 example_index = 0  # validation sentence shown in the post-processing figure
 num_examples = 4  # best / worst sentences shown
-eval_output_dir = "../_build/runs/06_evaluation"  # eval_<dataset>_<split>.json per model (read by chapter 7)
 # gRefCOCO.
-gref_finetune_s = 15.0  # seconds of fine-tuning the focus model on grefcoco train (0: evaluate only)
-gref_output_dir = "../_build/runs/06_evaluation_grefcoco"
+gref_finetune_items = 1200  # gRefCOCO training refs of the one fine-tuning epoch of the focus model (0: none)
 
 # %%
 import collections
-import inspect
 import json
 import math
 import os
@@ -77,8 +70,10 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 
 from refseg_core import engine, postprocess
+from refseg_core import configs as shipped
 from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
-from refseg_core.config import load_config, make_config
+from refseg_core.config import make_config
+from refseg_core.notebook import finish_dry_run, resolve_config, show_source, trained_checkpoint
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import ensure_synthetic
@@ -89,7 +84,10 @@ from refseg_core.viz import grid, heatmap, overlay
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto, imported by open_clip's deps
 torch.set_num_threads(num_threads)
-published = yaml.safe_load(Path("../params/published.yaml").read_text())["results"]
+run_cfgs = {"cris": resolve_config(config, overrides, dry_run, label=f"config: {config}"),
+            "lts": resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config: {lts_config}")}
+finish_dry_run(dry_run)
+published = shipped.published()["results"]
 if focus_model not in ("cris", "lts"):
     raise ValueError(f"parameter focus_model must be 'cris' or 'lts', got {focus_model!r}")
 
@@ -97,44 +95,32 @@ if focus_model not in ("cris", "lts"):
 # ## The two models
 #
 # A checkpoint holds the weights, the keywords that rebuild the architecture (the LTS word vocabulary
-# included) and the training configuration, so `model_from_checkpoint` needs nothing else. If chapter 5
-# has not run on this machine (this chapter opened alone, for example in Colab), the missing checkpoint
-# is trained first with the same parameter file chapter 5 uses.
+# included) and the training configuration, so `model_from_checkpoint` needs nothing else.
+# `trained_checkpoint` reuses the `last.pt` in the configuration's `output_dir` when it holds a finished
+# run of exactly that configuration (chapter 5 trained it); when this chapter is opened alone, for
+# example in Colab, it trains the run first. A folder holding a different run is never replaced unless
+# `retrain = True`.
 
 # %%
-def load_or_train(checkpoint: str, config_file: str):
-    """The model of ``checkpoint`` and its training config; trains it with ``config_file`` if missing."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        print(f"{path} does not exist (chapter 5 has not run here): training it now with {config_file}")
-        cfg = load_config(config_file, {"data_root": data_root, "output_dir": str(path.parent)})
-        path = engine.train(cfg, progress=True, overwrite=True).checkpoint
-    ckpt = load_checkpoint(path)
-    cfg = make_config(ckpt["config"])
-    ours = {"synthetic_num_images": synthetic_num_images, "synthetic_seed": synthetic_seed,
-            "synthetic_image_size": synthetic_image_size}
-    differ = {k: (getattr(cfg, k), v) for k, v in ours.items() if getattr(cfg, k) != v}
-    if cfg.synthetic and differ:
-        print(f"warning: {path} was trained on other synthetic data (checkpoint, here): {differ}")
-    progress = f"{int(ckpt['epoch'])} of {cfg.epochs} epochs done, {int(ckpt['step'])} steps"
-    return model_from_checkpoint(ckpt), cfg, path, progress
-
-
-models, configs = {}, {}
-for key, ckpt_path, cfg_file in [("cris", cris_checkpoint, cris_config), ("lts", lts_checkpoint, lts_config)]:
-    models[key], configs[key], where, progress = load_or_train(ckpt_path, cfg_file)
+models, configs, checkpoints = {}, {}, {}
+for key, run_cfg in run_cfgs.items():
+    checkpoints[key] = trained_checkpoint(run_cfg, retrain=retrain)  # reused when chapter 5 trained it
+    ckpt = load_checkpoint(checkpoints[key])
+    models[key], configs[key] = model_from_checkpoint(ckpt), make_config(ckpt["config"])
     n_params = sum(p.numel() for p in models[key].parameters()) / 1e6
-    print(f"{key}: {models[key].config['name']} from {where} ({n_params:.2f}M parameters, input "
-          f"{configs[key].input_size}; trained on {configs[key].dataset}: {progress})")
+    print(f"{key}: {models[key].config['name']} from {checkpoints[key]} ({n_params:.2f}M parameters, input "
+          f"{configs[key].input_size}; trained on {configs[key].dataset}: {int(ckpt['epoch'])} epochs, "
+          f"{int(ckpt['step'])} steps)")
 name = {k: m.config["name"] for k, m in models.items()}
 
 dataset, split_by = configs["cris"].dataset, configs["cris"].split_by
 if (configs["lts"].dataset, configs["lts"].split_by) != (dataset, split_by):
     raise ValueError(f"the checkpoints were trained on different data: cris on {dataset} ({split_by}), "
                      f"lts on {configs['lts'].dataset} ({configs['lts'].split_by})")
-if synthetic:
-    ensure_synthetic(data_root, dataset, synthetic_seed, synthetic_num_images, synthetic_image_size)
-refer = Refer(data_root, dataset, split_by)
+data = configs["cris"]  # the evaluation data: that of the CRIS run (the LTS run's must match)
+data_root, synthetic = data.data_root, data.synthetic
+refer = engine.prepare_data(data)
+eval_output_dir = Path(data.output_dir).parent / "06_evaluation"  # eval_<dataset>_<split>.json per model
 ORDER = ["val", "testA", "testB", "test"]  # the papers' column order; other splits follow
 eval_splits = list(splits) if splits else sorted((s for s in refer.splits() if s != "train"),
                                                  key=lambda s: (ORDER.index(s) if s in ORDER else len(ORDER), s))
@@ -158,8 +144,8 @@ print(f"{dataset} ({split_by}): evaluating {', '.join(f'{s} ({len(refer.sentence
 # The code (the same function `engine.evaluate` calls):
 
 # %%
-print(inspect.getsource(postprocess.logits_to_probs))
-print(inspect.getsource(postprocess.logits_to_masks))
+show_source(postprocess.logits_to_probs)
+show_source(postprocess.logits_to_masks)
 
 # %% [markdown]
 # Each stage on one validation sentence, computed separately and checked against the library function:
@@ -222,12 +208,11 @@ def save_eval(metrics: dict, model_key: str, data_name: str, split: str, checkpo
     return out
 
 
-checkpoints = {"cris": cris_checkpoint, "lts": lts_checkpoint}
 results, records, baselines = {}, {}, {}
 for key, model in models.items():
     for split in eval_splits:
         results[key, split], records[key, split] = engine.evaluate(
-            model, refer, split=split, input_size=configs[key].input_size, batch_size=eval_batch_size,
+            model, refer, split=split, input_size=configs[key].input_size, batch_size=eval_batch,
             threshold=threshold, return_records=True)
         save_eval(results[key, split], key, dataset, split, checkpoints[key])
 for split in eval_splits:
@@ -257,7 +242,7 @@ display(Markdown("\n".join(lines)))
 # %% [markdown]
 # ### Next to the papers' numbers
 #
-# The papers' numbers (from `params/published.yaml`) are on the *real* RefCOCO with full-size models
+# The papers' numbers (from `refseg_core.configs.published()`) are on the *real* RefCOCO with full-size models
 # (CLIP ResNet-50/101 for CRIS, DarkNet-53 for LTS) trained for 50 epochs on GPUs. Ours are tiny models
 # trained for minutes on synthetic shapes. The values are therefore **not comparable**; what *is*
 # comparable is the definition: each paper number is placed next to our number of the **same metric** —
@@ -279,7 +264,7 @@ for split in eval_splits:
                 f"{100 * results['lts', split]['oIoU']:.2f} |")
 sources = sorted({p["source"] for p in published
                   if p["method"] in ("CRIS-R50", "CRIS-R101", "LTS") and p["dataset"] == dataset})
-display(Markdown("\n".join(rows) + f"\n\nPaper numbers from `params/published.yaml` ({'; '.join(sources)}). "
+display(Markdown("\n".join(rows) + f"\n\nPaper numbers from `refseg_core.configs.published()` ({'; '.join(sources)}). "
                  "Ours: this run, smoke scale — same metric definitions, different data and models."))
 
 # %% [markdown]
@@ -294,7 +279,7 @@ display(Markdown("\n".join(rows) + f"\n\nPaper numbers from `params/published.ya
 # %%
 probs, targets = [], []
 with torch.no_grad():
-    for batch in DataLoader(ds_val, batch_size=eval_batch_size, collate_fn=collate):
+    for batch in DataLoader(ds_val, batch_size=eval_batch, collate_fn=collate):
         logits = focus(batch["image"], batch["tokens"])
         probs += postprocess.logits_to_probs(logits, [m["letterbox"] for m in batch["meta"]])
         targets += [m["orig_mask"] for m in batch["meta"]]
@@ -435,7 +420,7 @@ gref_ok = synthetic or (Path(data_root) / "grefcoco").is_dir()
 if not gref_ok:
     print(f"{data_root}/grefcoco does not exist: the gRefCOCO section is skipped")
 if synthetic:
-    ensure_synthetic(data_root, "grefcoco", synthetic_seed, synthetic_num_images, synthetic_image_size)
+    ensure_synthetic(data_root, "grefcoco", data.synthetic_seed, data.synthetic_num_images, data.synthetic_image_size)
 GKEYS = ["gIoU", "cIoU", "N-acc", "T-acc", "mIoU", "oIoU"]
 gres, grec = {}, {}
 
@@ -449,7 +434,7 @@ if gref_ok:
     gsentence_of = {s["sent_id"]: (ref, s) for ref, s in grefer.sentences("val")}
     for key, model in models.items():
         gres[key], grec[key] = engine.evaluate(model, grefer, split="val", input_size=configs[key].input_size,
-                                               batch_size=eval_batch_size, threshold=threshold,
+                                               batch_size=eval_batch, threshold=threshold,
                                                return_records=True)
         save_eval(gres[key], key, "grefcoco", "val", checkpoints[key])
     gbase = engine.trivial_baselines(grefer, "val")
@@ -462,27 +447,27 @@ if gref_ok:
 # A short fine-tune shows what the no-target expressions ask of a model. `engine.train` with
 # `init_from=` starts a new run from the focus model's chapter-5 weights (and its vocabulary), with a fresh
 # optimiser at the learning rate that run ended with, on the gRefCOCO training split (whose no-target
-# samples have an all-zero mask) for at most `gref_finetune_s` seconds (`time_limit_s`); then we evaluate
+# samples have an all-zero mask) for one epoch over its first `gref_finetune_items` refs; then we evaluate
 # it like the others. (`train` ends with a
 # validation of its own; `max_eval_items` keeps that one short, since every sentence is scored below.)
 
 # %%
-if gref_ok and gref_finetune_s > 0:
+if gref_ok and gref_finetune_items > 0:
     ck = load_checkpoint(checkpoints[focus_model])
     base = ck["config"]
     ft_cfg = {**base, "dataset": "grefcoco", "split_by": "unc", "data_root": data_root,
               "init_from": str(checkpoints[focus_model]),
               "lr": max(g["lr"] for g in ck["optimizer"]["param_groups"]),  # the head's lr when that run ended
-              "milestones": [], "warmup_steps": 0, "output_dir": gref_output_dir, "epochs": 100,
-              "time_limit_s": float(gref_finetune_s), "eval_every": 1000, "checkpoint_every": 1000, "max_eval_items": 64}
+              "milestones": [], "warmup_steps": 0, "output_dir": str(eval_output_dir) + "_grefcoco", "epochs": 1,
+              "max_train_items": gref_finetune_items, "time_limit_s": None, "max_eval_items": 64}
     ft = engine.train(ft_cfg, progress=True, overwrite=True)
     ft_steps = max(r["step"] for r in ft.history)
     ft_key = f"{focus_model} + grefcoco"
     name[ft_key] = f"{name[focus_model]} + {ft_steps} steps on grefcoco"
     gres[ft_key], grec[ft_key] = engine.evaluate(ft.model, grefer, split="val",
                                                  input_size=configs[focus_model].input_size,
-                                                 batch_size=eval_batch_size, threshold=threshold, return_records=True)
-    print(f"fine-tuned for {ft_steps} steps of batch {ft.config.batch_size} (time limit {gref_finetune_s:.0f} s)")
+                                                 batch_size=eval_batch, threshold=threshold, return_records=True)
+    print(f"fine-tuned for {ft_steps} steps of batch {ft.config.batch_size} ({gref_finetune_items} refs, one epoch)")
 
 # %%
 if gref_ok:
@@ -570,4 +555,4 @@ if gref_ok:
 # 2. Replace step 2 of the post-processing by nearest-neighbour up-sampling of a *binary* stride-4 mask.
 #    How much mIoU is lost, and on which object sizes?
 # 3. Sort the failure cases by image instead of by expression kind: are some scenes hard for both models?
-# 4. Raise `gref_finetune_s`. How do N-acc and T-acc trade off as the model learns to say "nothing"?
+# 4. Raise `gref_finetune_items` (or fine-tune for more epochs). How do N-acc and T-acc trade off as the model learns to say "nothing"?

@@ -23,61 +23,59 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-runs_dir = "../_build/runs"  # the smoke runs of this book build (chapters 3 to 6)
-results_dir = "../results"  # full reproduction runs, committed: one run folder per parameter file
-params_dir = "../params"
-published_file = "../params/published.yaml"
+runs_dir = None  # the runs of this machine (chapters 3 to 6); None: <refseg home>/runs
+results_dir = None  # committed full reproduction runs; None: the ones shipped with refseg_core
 
 # %%
-import importlib.util
 import json
 from pathlib import Path
 
-import yaml
 from IPython.display import Markdown, display
 
-# tools/gather_results.py is a script, not part of the package: load it from its file.
-_spec = importlib.util.spec_from_file_location("gather_results", "../tools/gather_results.py")
-gather = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gather)
+from refseg_core import configs, evidence
+from refseg_core import results as gather
+from refseg_core.config import read_config_values
+from refseg_core.paths import home
 
-published = gather.load_published(Path(published_file))
+published = gather.load_published()  # the shipped published.yaml
+runs_dir = runs_dir or str(home() / "runs")
+results_dir = results_dir or str(evidence.RUNS_DIR)
 
 # %% [markdown]
-# ## The parameter files
+# ## The configurations
 #
-# One file in `params/` per cell of the papers' tables (the `smoke_*` files are the book's CPU runs;
-# `published.yaml` holds the papers' numbers). A full run is one command on a machine with the data and a
-# GPU; `results/README.md` says how to add its result folder to the book.
+# One configuration shipped with `refseg_core` (`refseg_core/configs/`) per cell of the papers' tables (the
+# `smoke_*` ones are the book's CPU runs; `published.yaml` holds the papers' numbers). A full run is one
+# command on a machine with the data and a GPU; `refseg_core/evidence/runs/README.md` says how to add its
+# result folder to the book.
 
 # %%
-param_files = sorted(p for p in Path(params_dir).glob("*.yaml")
-                     if not p.stem.startswith("smoke_") and p.stem != "published")
+paper_cells = [n for n in configs.names() if not n.startswith("smoke_")]
 plans = []
-rows = ["| parameter file | model | dataset (split) | paper numbers it targets | command |", "|---|---|---|---|---|"]
-for p in param_files:
-    cfg = yaml.safe_load(p.read_text())
+rows = ["| configuration | model | dataset (split) | paper numbers it targets | command |", "|---|---|---|---|---|"]
+for name in paper_cells:
+    cfg, _ = read_config_values(name)
     # the paper numbers a full (non-synthetic) run of this file would be compared with, split by split
     targets = [q for q in published if gather.paper_numbers(
         {"synthetic": False, "model": cfg["model"], "dataset": cfg["dataset"], "split": q["split"]}, [q])]
-    plans.append({"file": p.stem, "model": cfg["model"], "dataset": cfg["dataset"], "targets": targets})
+    plans.append({"file": name, "model": cfg["model"], "dataset": cfg["dataset"], "targets": targets})
     metrics = sorted({f"{q['metric']} ({q['method']})" for q in targets})
-    rows.append(f"| `{p.name}` | {cfg['model']} | {cfg['dataset']} ({cfg.get('split_by', '')}) | "
-                f"{len(targets)} × {', '.join(metrics) or '—'} | `make reproduce RUN={p.stem}` |")
+    rows.append(f"| `{name}` | {cfg['model']} | {cfg['dataset']} ({cfg.get('split_by', '')}) | "
+                f"{len(targets)} × {', '.join(metrics) or '—'} | `python -m refseg_core train --config {name}` |")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
 # ## Full runs against the papers
 #
-# Every paper number of `params/published.yaml` that a parameter file targets, with our measured number
-# of the same metric from `results/` where a full run exists. A number from `metrics.json` is the
+# Every paper number of `published.yaml` that a configuration targets, with our measured number of the
+# same metric from a committed full run (`refseg_core/evidence/runs/`) where one exists. A number from `metrics.json` is the
 # validation score at the end of training, which by default uses each ref's first sentence only; the
 # `eval_<dataset>_<split>.json` files of `python -m refseg_core evaluate` score every sentence, like the
 # papers, and are preferred.
@@ -87,7 +85,7 @@ results_path = Path(results_dir)
 full_rows = gather.find_results(results_path) if results_path.is_dir() else []
 full_rows = [r for r in full_rows if not r["synthetic"]]
 runs_found = sorted({r["run"] for r in full_rows})
-print(f"{results_dir}: {len(runs_found)} full run folder(s) with results" + (f": {', '.join(runs_found)}" if runs_found else ""))
+print(f"committed full runs: {len(runs_found)} folder(s) with results" + (f": {', '.join(runs_found)}" if runs_found else ""))
 
 
 def first_sentence_only(row: dict) -> bool:
@@ -113,15 +111,15 @@ done = 0
 for q in targeted:
     m = measured(q)
     done += m is not None
-    ours, where = (f"{m[0]:.2f}", m[1]) if m else ("**not yet reproduced**", "no result file in `results/`")
+    ours, where = (f"{m[0]:.2f}", m[1]) if m else ("**not yet reproduced**", "no committed result file")
     rows.append(f"| {q['method']} | {q['dataset']} | {q['split']} | {q['metric']} | {q['value']:.2f} ({q['source']}) | "
                 f"{ours} | {where} |")
 display(Markdown("\n".join(rows)))
-display(Markdown(f"**{done} of {len(targeted)}** paper numbers targeted by a parameter file have a full-run "
-                 f"result in `{results_dir}`; the other {len(targeted) - done} are not yet reproduced."))
+display(Markdown(f"**{done} of {len(targeted)}** paper numbers targeted by a configuration have a committed "
+                 f"full-run result; the other {len(targeted) - done} are not yet reproduced."))
 
 # %% [markdown]
-# Numbers of neighbouring methods, kept for context; this book has no parameter file for them:
+# Numbers of neighbouring methods, kept for context; this book has no configuration for them:
 
 # %%
 others = [q for q in published if q not in targeted]
@@ -134,7 +132,7 @@ display(Markdown("\n".join(rows)))
 # ## The smoke runs of this build
 #
 # What the earlier chapters measured while this book was built: tiny models on the synthetic data, on a
-# CPU. They exercise the same code path as the full runs, so `tools/gather_results.py` reads them the same
+# CPU. They exercise the same code path as the full runs, so `refseg_core.results` reads them the same
 # way, but no paper number belongs next to them (the papers did not use this data).
 
 # %%
@@ -149,15 +147,15 @@ else:
 # %% [markdown]
 # ## Summary
 #
-# * Each cell of the papers' tables has a parameter file and a one-line command (`make reproduce`).
+# * Each cell of the papers' tables has a configuration and a one-line command.
 # * Paper numbers are compared only with our number of the same metric; the table is built from the
-#   files in `results/`, and a missing run shows as "not yet reproduced".
+#   committed run folders, and a missing run shows as "not yet reproduced".
 # * The smoke runs of the book use the same code and file formats, on synthetic data.
 #
 # ## Exercises
 #
-# 1. Run `python tools/gather_results.py ../_build/runs` from a terminal. What does it write besides the table?
-# 2. Put a copy of a smoke run folder into `results/` and edit its `metrics.json` so that `meta.synthetic`
+# 1. Run `python -m refseg_core gather ~/refseg-book/runs` from a terminal. What does it write besides the table?
+# 2. Put a copy of a smoke run folder into a folder of your own, pass it as `results_dir`, and edit its `metrics.json` so that `meta.synthetic`
 #    is false and `meta.model` is `cris_r50`. Where does it appear, and why is this a bad idea for a real
 #    result?
-# 3. Which paper numbers could a run of `params/lts_refcoco.yaml` fill, and with which metric?
+# 3. Which paper numbers could a run of the configuration `lts_refcoco` fill, and with which metric?

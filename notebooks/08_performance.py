@@ -28,14 +28,14 @@
 # %%
 import sys
 
-if "google.colab" in sys.modules:  # in Colab only: install the book's package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
+if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "refseg_core @ git+https://github.com/refseg-book/refseg-book"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
 
 # %% tags=["parameters"]
-results_dir = "../benchmarks/results"  # where benchmarks/run_cpu.py and run_gpu.py write their rows
+results_dir = None  # folder of <device>_<section>.json rows; None: those committed with refseg_core
 sections = ["models", "official", "data", "eval"]
 
 # %%
@@ -45,6 +45,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
+
+from refseg_core import evidence
+from refseg_core.notebook import markdown_table
+
+results_dir = results_dir or str(evidence.EVIDENCE_DIR)  # benchmarks/ writes there
 
 # <device>_<section>.json; other files there (e.g. the CRIS chapter's cris_equivalence_cpu.json) are not
 # speed results.
@@ -57,16 +62,15 @@ for f in files:
     for row in rows:
         rows_by_section[f.stem.rpartition("_")[2]].append(dict(row, _file=f.name))
 devices = sorted({r["device"] for rows in rows_by_section.values() for r in rows})
+check_rows = [dict(r, _file=f.name) for f in sorted(Path(results_dir).glob("*_check.json"))
+              for r in json.loads(f.read_text())]
 gpu_rows = [r for rows in rows_by_section.values() for r in rows if r.get("device_type") == "cuda"]
+gpu_rows += [r for r in check_rows if r.get("device_type") == "cuda"]
 
 
 def table(rows, columns, headers=None):
     """A Markdown table of ``rows`` (dicts) with the given columns; missing values print as '-'."""
-    headers = headers or columns
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        lines.append("| " + " | ".join("-" if r.get(c) is None else str(r.get(c)) for c in columns) + " |")
-    return Markdown("\n".join(lines))
+    return Markdown(markdown_table(rows, columns, headers))
 
 
 def config_label(r):
@@ -77,9 +81,50 @@ display(table([{"file": name, "device": r.get("device"), "date": r.get("date")} 
               ["file", "device", "date"]))
 if not gpu_rows:
     display(Markdown("**No GPU results are committed yet.** Every number below was measured on a CPU. "
-                     "Run `python benchmarks/run_gpu.py --official-repo <CRIS.pytorch checkout>` on a CUDA "
-                     "machine to add the full-size (416 x 416) results; this chapter then shows them "
-                     "separately."))
+                     "`make gpu-kit`, then `make gpu-check` on a CUDA machine, adds the full-size (416 x 416) "
+                     "check; this chapter then shows it in its own section."))
+
+# %% [markdown]
+# ## The GPU check at full size
+#
+# `make gpu-check` (`benchmarks/gpu_check.py`) measures, in one short call on a GPU machine: our CRIS-R50
+# train step at 416 px, batch 32, bf16 with `channels_last` (eager, and with `torch.compile`) against the
+# official CRIS with the same weights in its own recipe (fp16 autocast with a GradScaler, eager, NCHW),
+# timed in alternating rounds in one process; LTS at the same size; a short training run of CRIS-R50
+# from random weights on the synthetic set at 416 px (fixed epochs, with a time guard whose firing the row
+# records); evaluation throughput; and the data loader with 8 workers. MFU divides counted model FLOPs by
+# the GPU's dense bf16 (or fp16) peak. Each row names its device, torch version and date.
+
+# %%
+if not check_rows:
+    print("no GPU check rows are committed")
+for r in check_rows:
+    if r["kind"] == "train_step_vs_official":
+        r["_what"] = (f"CRIS-R50 ours ({r['ours_config']}) {r['ours_images_per_s']} img/s vs official "
+                      f"({r['official_config']}) {r['official_images_per_s']} img/s = x{r['speedup']}; "
+                      f"MFU {r['ours_mfu']} vs {r['official_mfu']}; peak {r['ours_peak_mem_mib']} / "
+                      f"{r['official_peak_mem_mib']} MiB" + (f"; compile {r['compile_s']} s" if r.get("compile_s") else ""))
+    elif r["kind"] == "train_step":
+        r["_what"] = f"{r['model']} {r['images_per_s']} img/s, peak {r['peak_mem_mib']} MiB, MFU {r.get('mfu')}"
+    elif r["kind"] == "training_run":
+        r["_what"] = (f"CRIS-R50 from random weights: val mIoU {r['val_mIoU']:.3f} after {r['steps']} steps "
+                      f"({r['train_time_s']} s); best language-blind baseline {r['best_baseline']} "
+                      f"{r['baselines'][r['best_baseline']]:.3f}" + ("; stopped by the time guard" if r["stopped_by_guard"] else ""))
+    elif r["kind"] == "evaluation":
+        r["_what"] = f"{r['sentences_per_s']} sentences/s ({r['sentences']} sentences, official post-processing)"
+    elif r["kind"] == "data_loader":
+        r["_what"] = (f"{r['samples_per_s']} samples/s with {r['workers']} workers = x{r['ratio_to_train_step']} "
+                      "the eager train step")
+    else:
+        r["_what"] = r.get("error") or r.get("skipped")
+display(table(check_rows, ["part", "_what", "device", "torch", "date"], ["part", "result", "device", "torch", "date"]))
+runs = [r for r in check_rows if r["kind"] == "training_run" and r.get("loss_curve")]
+for r in runs:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot([p["step"] for p in r["loss_curve"]], [p["loss"] for p in r["loss_curve"]])
+    ax.set(xlabel="optimiser step", ylabel="training loss (BCE + Dice)",
+           title=f"CRIS-R50 at 416 px on {r['device']} ({r['date'][:10]})")
+    plt.show()
 
 # %% [markdown]
 # ## Train step, inference latency and inference throughput
@@ -202,10 +247,11 @@ display(table(rows_by_section["eval"], ["device", "model", "input_size", "batch"
 #
 # ## Summary
 #
-# * Every number on this page comes from `benchmarks/results/*.json`, and each row names the machine,
+# * Every number on this page comes from the JSON rows committed with the package
+#   (`refseg_core/evidence/`, written by `benchmarks/`), and each row names the machine,
 #   the torch version, the date and the load it was measured under.
 # * The CPU rows compare our CRIS with the official code on the same weights, input and batch; the GPU
-#   rows (`python benchmarks/run_gpu.py`) are only shown when a GPU run has been committed.
+#   rows (`make gpu-check`, `python benchmarks/run_gpu.py`) are only shown when a GPU run has been committed.
 # * The data pipeline and the evaluation pass are measured separately from the model, so a slow step can
 #   be traced to its part.
 #

@@ -7,4 +7,7 @@ Referring image segmentation with LTS ("Locate then Segment", Jing et al., CVPR 
 __version__ = "0.1.0"
 
 REPO_URL = "https://github.com/refseg-book/refseg-book"
-"""The one place the repository URL is defined (Colab links, install cells, the book config)."""
+"""The repository URL (Colab links, the book config). Each chapter's Colab cell names it with ``REPO_REF``
+before the package is installed; tests/test_notebooks.py checks they agree."""
+REPO_REF = f"v{__version__}"
+"""The git ref a chapter's Colab cell installs: this release's tag."""

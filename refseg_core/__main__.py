@@ -1,6 +1,6 @@
 """Command line: ``python -m refseg_core <command> ...`` (torchrun-ready).
 
-Commands: ``synth`` (write the synthetic dataset), ``train``, ``evaluate``, ``predict``.
+Commands: ``synth`` (write the synthetic dataset), ``train``, ``evaluate``, ``predict``, ``gather``.
 Each command lives in its own module, which exposes ``add_arguments(parser)`` and ``run(args)``.
 """
 
@@ -15,6 +15,7 @@ COMMANDS = {
     "train": ("refseg_core.cli_train", "train LTS or CRIS from a YAML parameter file"),
     "evaluate": ("refseg_core.cli_evaluate", "evaluate a checkpoint on a split"),
     "predict": ("refseg_core.cli_predict", "segment one image for one expression"),
+    "gather": ("refseg_core.results", "gather the results of runs into one table next to the papers' numbers"),
 }
 
 

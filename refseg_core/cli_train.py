@@ -1,4 +1,9 @@
-"""``python -m refseg_core train --config FILE [--set key=value ...] [--resume CKPT] [--overwrite]`` (torchrun-ready).
+"""``python -m refseg_core train --config NAME_OR_FILE [--set key=value ...] [--resume CKPT] [--overwrite]
+[--dry-run]`` (torchrun-ready).
+
+``--config`` names a shipped configuration (``smoke_cris``, ``cris_r50_refcoco``, ...) or a YAML file;
+``--dry-run`` prints the resolved configuration as YAML and stops, exactly what a chapter prints with
+``dry_run = True`` for the same ``config`` and ``overrides``.
 
 ``--resume CKPT`` alone continues the checkpoint's own run (its saved configuration, in the checkpoint's
 folder); ``--set`` (or ``--config``) may then change only what is safe to change on resume
@@ -17,7 +22,8 @@ import sys
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", help="YAML parameter file (params/*.yaml); keys are TrainConfig fields")
+    parser.add_argument("--config", help="a shipped configuration's name (smoke_cris, cris_r50_refcoco, ...; see "
+                                         "refseg_core/configs/) or a YAML file; keys are TrainConfig fields")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter (YAML value syntax); repeatable")
     parser.add_argument("--resume", help="checkpoint to continue from (output_dir/last.pt); without --config "
@@ -25,6 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the run already in output_dir (its last.pt, logs and metrics are removed)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved configuration as YAML and stop before training")
 
 
 def resume_config(ckpt: dict, ckpt_path, overrides: list[str]):
@@ -50,7 +58,7 @@ def resume_config(ckpt: dict, ckpt_path, overrides: list[str]):
 def run(args) -> int:
     from refseg_core import distributed as distu
     from refseg_core import engine
-    from refseg_core.config import load_config
+    from refseg_core.config import load_config, to_yaml
 
     try:
         if args.resume and not args.config:
@@ -59,6 +67,9 @@ def run(args) -> int:
             cfg = resume_config(load_checkpoint(args.resume), args.resume, args.overrides)
         else:
             cfg = load_config(args.config, args.overrides)
+        if args.dry_run:
+            print(to_yaml(cfg), end="")
+            return 0
         result = engine.train(cfg, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
     except engine.TrainingInterrupted as exc:
         print(f"train: {exc}", file=sys.stderr)

@@ -1,12 +1,12 @@
 """Training parameters: one dataclass, :class:`TrainConfig`, whose field names are the keys of the
-notebooks' ``parameters`` cells and of the YAML files in ``params/``.
+run configurations shipped in :mod:`refseg_core.configs` (and of any YAML parameter file).
 
 The defaults are the CRIS recipe (Wang et al., CVPR 2022, Sec. 4.1; official CRIS.pytorch
 ``config/*/cris_r50.yaml``): Adam, lr 1e-4, backbone lr x0.1, weight decay 0, 50 epochs, lr x0.1 at
 epoch 35, global batch 64, 416x416 letterboxed input, ``word_len`` 17, threshold 0.35. A smoke run
 overrides a handful of them.
 
-``load_config(path, overrides)`` reads a YAML file, applies ``key=value`` overrides and checks every
+``load_config(name_or_path, overrides)`` reads a shipped configuration or a YAML file, applies ``key=value`` overrides and checks every
 name and type; an unknown key is an error listing the valid ones.
 """
 
@@ -203,29 +203,59 @@ def make_config(values: Mapping[str, Any] | TrainConfig | None = None, **more) -
     return TrainConfig(**merged)
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] | Mapping[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML parameter file (``None``: defaults only) and apply ``overrides``.
+def _read_yaml_mapping(p: Path, what: str) -> dict:
+    if p.is_dir():
+        raise ValueError(f"{what} {p} is a directory, not a YAML file")
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} {p} does not exist")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{what} {p} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{what} {p} must hold a mapping of parameters, got {type(loaded).__name__}")
+    return loaded
 
-    ``overrides`` is a list of ``"key=value"`` strings (values parsed as YAML) or a mapping.
+
+def is_config_name(config: str | os.PathLike) -> bool:
+    """True for a shipped configuration's name (``smoke_cris``), False for a file path (``my.yaml``,
+    ``./runs/x/config.yaml``)."""
+    text = os.fspath(config)
+    return not (os.sep in text or "/" in text or text.endswith((".yaml", ".yml")))
+
+
+def read_config_values(config: str | os.PathLike | None) -> tuple[dict, str]:
+    """The parameters a configuration sets, and how to name it in an error.
+
+    ``config`` is the name of a shipped configuration (:mod:`refseg_core.configs`; its relative
+    ``data_root`` / ``output_dir`` are placed under the refseg home, :mod:`refseg_core.paths`), the path of
+    a YAML file (taken as written), or ``None`` (no values: the defaults)."""
+    if config is None:
+        return {}, "the defaults"
+    if is_config_name(config):
+        from refseg_core import configs
+        from refseg_core.paths import CONFIG_PATH_KEYS, under_home
+
+        values = _read_yaml_mapping(configs.path(os.fspath(config)), "configuration")
+        for key in CONFIG_PATH_KEYS:
+            if isinstance(values.get(key), str):
+                values[key] = under_home(values[key])
+        return values, f"configuration {config}"
+    return _read_yaml_mapping(Path(config), "parameter file"), str(config)
+
+
+def load_config(config: str | os.PathLike | None, overrides: list[str] | Mapping[str, Any] | None = None) -> TrainConfig:
+    """The run a configuration describes: ``config`` (a shipped name such as ``"smoke_cris"``, a YAML
+    file, or ``None`` for the defaults) with ``overrides`` applied.
+
+    ``overrides`` is a list of ``"key=value"`` strings (values parsed as YAML, as ``--set`` gives them) or
+    a mapping (a notebook's ``overrides``). The CLI (``train --config``) and every chapter's parameters
+    cell call this one function, so the same name and overrides give the same run.
     """
-    values: dict = {}
-    from_file: dict = {}
-    if path is not None:
-        p = Path(path)
-        if p.is_dir():
-            raise ValueError(f"parameter file {p} is a directory, not a YAML file")
-        if not p.is_file():
-            raise FileNotFoundError(f"parameter file {p} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"parameter file {p} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"parameter file {p} must hold a mapping of parameters, got {type(loaded).__name__}")
-        values.update(loaded)
-        from_file = dict(loaded)
+    from_file, where_file = read_config_values(config)
+    values = dict(from_file)
     if isinstance(overrides, Mapping):
         values.update(overrides)
     else:
@@ -237,7 +267,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | Mapping[s
     except ValueError as exc:
         # Blame the file only when the file alone is at fault; otherwise the overrides are.
         by = "--set" if overrides and not isinstance(overrides, Mapping) else "the overrides"
-        if path is None:
+        if config is None:
             where = f" (from {by})" if overrides else ""
         else:
             try:
@@ -245,8 +275,13 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | Mapping[s
                 file_ok = True
             except ValueError:
                 file_ok = False
-            where = f" (from {by})" if file_ok and overrides else f" (in {path})"
+            where = f" (from {by})" if file_ok and overrides else f" (in {where_file})"
         raise ValueError(f"{exc}{where}") from None
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    """``cfg`` as the YAML text ``save_config`` writes and ``--dry-run`` / ``dry_run`` print."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
@@ -254,7 +289,7 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    tmp.write_text(to_yaml(cfg))
     os.replace(tmp, path)
 
 

@@ -1,7 +1,13 @@
 """Shared pytest fixtures."""
 
+import os
+import tempfile
+
 import pytest
 import torch
+
+# Tests never write into the user's refseg home (~/refseg-book): one empty home for the session.
+os.environ["REFSEG_HOME"] = tempfile.mkdtemp(prefix="refseg_home_")
 
 
 @pytest.fixture(scope="module")

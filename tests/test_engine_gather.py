@@ -1,4 +1,4 @@
-"""tools/gather_results.py: result files -> one table with the paper numbers labelled by metric."""
+"""refseg_core.results (`python -m refseg_core gather`): result files -> one table with the paper numbers labelled by metric."""
 
 import json
 import subprocess
@@ -25,8 +25,8 @@ def test_gather_results_table(tmp_path):
            "T-acc": 0.9}, model="cris_r50", dataset="grefcoco", split="val", synthetic=False)
     (runs / "broken").mkdir()
     (runs / "broken" / "metrics.json").write_text("{not json")
-    p = subprocess.run([sys.executable, str(REPO / "tools" / "gather_results.py"), str(runs), "--published",
-                        str(REPO / "params" / "published.yaml")], capture_output=True, text=True, cwd=REPO)
+    p = subprocess.run([sys.executable, "-m", "refseg_core", "gather", str(runs)], capture_output=True, text=True,
+                       cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     md = (runs / "results.md").read_text()
     assert "| 68.12 |" in md and "69.52 mIoU (CRIS official README)" in md  # measured next to paper, labelled

@@ -1,7 +1,8 @@
 """`make book`: execute every notebook with papermill, then build the HTML book with Jupyter Book 1.x.
 
 The committed ``notebooks/NN_topic.ipynb`` carry no outputs. Each is executed by papermill (its
-``parameters`` cell holds the smoke defaults) into a staging copy of the book sources,
+``parameters`` cell names the smoke configurations; data and runs go to ``$REFSEG_HOME``, by default
+``_build/home``) into a staging copy of the book sources,
 ``_build/src/``, which mirrors the repository layout so that Jupyter Book's "open in Colab" buttons point
 at the committed notebooks. Jupyter Book then renders the staged, executed notebooks (it executes
 nothing itself) into ``_build/html``. Sphinx warnings are errors.
@@ -12,6 +13,7 @@ Usage: python tools/build_book.py [--only 01_data,02_metrics] [--reuse] [-p name
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -97,6 +99,8 @@ def main(argv=None) -> int:
     import yaml
 
     params = {k: yaml.safe_load(v) for k, v in args.p}
+    # Data and runs of the executed chapters go to _build/home, not to the user's ~/refseg-book.
+    os.environ.setdefault("REFSEG_HOME", str(BUILD / "home"))
     STAGE.mkdir(parents=True, exist_ok=True)
     execute_notebooks(set(args.only.split(",")) if args.only else None, args.reuse, params)
     stage_sources()

@@ -1,8 +1,9 @@
 """Gather every ``metrics.json`` (training's validation score) and ``eval_<dataset>_<split>.json``
 (``python -m refseg_core evaluate``) under a runs folder into one comparison table, next to the
-published numbers of ``params/published.yaml``, each labelled with its metric (mIoU vs oIoU vs cIoU).
+published numbers (:func:`refseg_core.configs.published`), each labelled with its metric (mIoU vs oIoU vs
+cIoU). Chapter 7 shows this table; from a terminal:
 
-    python tools/gather_results.py [RUNS_DIR] [--published params/published.yaml] [--out runs/results]
+    python -m refseg_core gather [RUNS_DIR] [--published FILE] [--out STEM]
 
 Writes ``<out>.md`` (markdown) and ``<out>.json`` and prints the markdown. Scores are percentages.
 Synthetic runs are listed without paper numbers (the papers did not use that data).
@@ -57,7 +58,13 @@ def find_results(runs: Path) -> list[dict]:
     return rows
 
 
-def load_published(path: Path) -> list[dict]:
+def load_published(path: str | os.PathLike | None = None) -> list[dict]:
+    """The published results: the shipped ``published.yaml`` (``path=None``) or another file of its form."""
+    if path is None:
+        from refseg_core import configs
+
+        return list(configs.published().get("results", []))
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"published numbers {path} do not exist")
     data = yaml.safe_load(path.read_text()) or {}
@@ -98,18 +105,19 @@ def table(rows: list[dict], published: list[dict]) -> tuple[str, list[dict]]:
     return "\n".join(lines), out
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="?", default="runs")
-    ap.add_argument("--published", default="params/published.yaml")
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("runs", nargs="?", default="runs", help="folder searched for metrics.json / eval_*.json")
+    ap.add_argument("--published", default=None, help="published numbers (default: the shipped published.yaml)")
     ap.add_argument("--out", help="output stem (default: <runs>/results)")
-    args = ap.parse_args(argv)
+
+
+def run(args) -> int:
     runs = Path(args.runs)
     if not runs.is_dir():
-        print(f"gather_results: error: runs folder {runs} does not exist", file=sys.stderr)
+        print(f"gather: error: runs folder {runs} does not exist", file=sys.stderr)
         return 2
     rows = find_results(runs)
-    md, data = table(rows, load_published(Path(args.published)))
+    md, data = table(rows, load_published(args.published))
     stem = Path(args.out) if args.out else runs / "results"
     stem.parent.mkdir(parents=True, exist_ok=True)
     for suffix, text in ((".md", md + "\n"), (".json", json.dumps(data, indent=2, default=str))):
@@ -118,7 +126,3 @@ def main(argv=None) -> int:
         os.replace(tmp, stem.with_name(stem.name + suffix))
     print(md)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
