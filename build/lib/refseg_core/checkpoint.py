@@ -1,0 +1,158 @@
+"""Checkpoints that are written atomically and load with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors and plain containers: ``model`` (state dict), ``model_config``
+(the keywords that rebuild the model with ``build_model``, tokenizer vocabulary included), ``optimizer``,
+``scheduler``, ``warmup``, ``scaler``, ``rng`` (python, numpy, torch, cuda), ``epoch`` (completed
+epochs), ``step`` (optimiser steps so far), ``epoch_step`` (steps done inside the unfinished epoch),
+``history`` and ``config`` (the :class:`~refseg_core.config.TrainConfig` as a dict).
+Nothing here is pickled code, so a checkpoint from elsewhere cannot run anything when loaded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict:
+    """Python, numpy, torch (and CUDA) generator states as tensors and plain values."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        # Python's state is (version, tuple of 625 ints, gauss); store the ints as a tensor.
+        "python": {"version": py[0], "state": torch.tensor(py[1], dtype=torch.int64), "gauss": py[2]},
+        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` saved."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        states = state["cuda"]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to ``path.tmp`` then ``os.replace``: a crash or error while writing leaves the
+    previous file at ``path`` untouched and no temporary file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        with open(tmp, "rb+") as fh:  # make the bytes durable before the rename
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or (
+                isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent)):
+            raise CheckpointWriteError(f"no space left on device while writing {path}; "
+                                       + ("the previous checkpoint there is kept" if path.exists()
+                                          else "no checkpoint was written")) from None
+        raise
+    return path
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full); the message is one sentence naming the file."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _disk_full(folder: Path) -> bool:
+    # torch's zip writer reports ENOSPC as a RuntimeError ("file write failed"); ask the file system.
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; errors name the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a directory, not a checkpoint file (did you mean {path / 'last.pt'}?)")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated file, not a checkpoint, unsafe content
+        raise ValueError(f"checkpoint {path} cannot be loaded: {exc}") from exc
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"checkpoint {path} holds no 'model' state dict")
+    return ckpt
+
+
+# Keywords of build_model that name a file (or a download) of initial weights. A checkpoint carries its
+# weights in its state dict, so rebuilding it never needs them; a checkpoint that names one anyway
+# (edited, or from elsewhere) must not make the loader open, or execute, another file.
+_WEIGHT_SOURCE_KEYS = ("pretrained", "glove_path")
+
+
+def rebuild_kwargs(model_config) -> tuple[str, dict]:
+    """``(name, keywords)`` for ``build_model`` from a checkpoint's ``model_config``, with every
+    initial-weight source (``pretrained``, ``glove_path``) set to None."""
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
+        raise ValueError("checkpoint's 'model_config' holds no model name; cannot rebuild the model")
+    cfg = dict(model_config)
+    name = cfg.pop("name")
+    for key in _WEIGHT_SOURCE_KEYS:
+        if key in cfg:
+            cfg[key] = None
+    return name, cfg
+
+
+def load_model_state(model, state: dict, source: str) -> None:
+    """``model.load_state_dict(state)``; weights that do not fit raise one ``ValueError`` naming ``source``."""
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise ValueError(f"{source}: its weights do not fit a {model.config.get('name', 'model')} "
+                         f"model ({detail[:300]})") from None
+
+
+def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu", source=None):
+    """Rebuild the model saved in a checkpoint (architecture + tokenizer from ``model_config``) and load
+    its weights. Returns the model in eval mode on ``map_location``. ``source`` names the file in errors
+    when a loaded dict is given. No weight file named in ``model_config`` is opened (:func:`rebuild_kwargs`)."""
+    from refseg_core.models import build_model
+
+    ckpt = path_or_ckpt if isinstance(path_or_ckpt, dict) else load_checkpoint(path_or_ckpt, map_location)
+    if "model_config" not in ckpt:
+        raise ValueError("checkpoint holds no 'model_config'; cannot rebuild the model")
+    name, cfg = rebuild_kwargs(ckpt["model_config"])
+    model = build_model(name, **cfg)
+    where = source if source is not None else path_or_ckpt if not isinstance(path_or_ckpt, dict) else None
+    load_model_state(model, ckpt["model"], f"checkpoint {where}" if where is not None else "the checkpoint")
+    return model.to(map_location).eval()
+
+
+__all__ = ["atomic_torch_save", "CheckpointWriteError", "load_checkpoint", "load_model_state", "model_from_checkpoint",
+           "rebuild_kwargs",
+           "rng_state", "set_rng_state"]

@@ -1,0 +1,1 @@
+"""Data: REFER / G-REFER loading, the synthetic dataset, letterboxing and the torch Dataset."""

@@ -1,0 +1,52 @@
+"""Model factory: ``build_model(name, **overrides)``, in the manner of open_clip and timm.
+
+Every model built here follows one protocol (see :class:`refseg_core.models.base.RefSegModel`):
+
+* ``model.tokenizer(list_of_expressions)`` -> ``LongTensor (B, L)``;
+* ``model(images, tokens)`` -> mask logits ``(B, 1, H/4, W/4)`` for images ``(B, 3, H, W)``;
+* ``model.forward_features(images, tokens)`` -> dict with at least ``fused``, ``decoder``,
+  ``word_attention`` and ``logits`` (the intermediates chapters show), and ``model.decoder_stride``;
+* ``model.loss(images, tokens, masks)`` -> dict with ``loss`` (scalar), ``logits`` and named terms;
+* ``model.param_groups(lr, backbone_lr_mult)`` -> optimiser parameter groups;
+* ``model.config`` -> the keyword arguments that rebuild it (``build_model(**model.config)``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+_REGISTRY: dict[str, Callable] = {}
+
+
+def register_model(name: str):
+    """Decorator: register a builder ``fn(**overrides) -> RefSegModel`` under ``name``."""
+
+    def wrap(fn):
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def _ensure_registered() -> None:
+    # Import the model modules lazily so that `import refseg_core` stays light.
+    from refseg_core.models import cris, lts  # noqa: F401
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    _ensure_registered()
+    return sorted(_REGISTRY)
+
+
+def build_model(name: str, **overrides):
+    """Build a referring-segmentation model by name.
+
+    Names: ``lts``, ``lts_tiny``, ``cris_r50``, ``cris_r101``, ``cris_tiny``. ``overrides`` replace
+    the named configuration's defaults (``pretrained=`` an open_clip tag or a local path where it
+    applies). An unknown name or keyword raises ``ValueError`` listing the valid ones.
+    """
+    _ensure_registered()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**overrides)

@@ -1,0 +1,58 @@
+"""The protocol every model in this book follows, so notebooks, the CLI, tests and benchmarks meet
+LTS and CRIS the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+# Keys every model's ``forward_features`` returns (a model may add its own).
+FEATURE_KEYS = ("fused", "decoder", "word_attention", "logits")
+
+
+class RefSegModel(nn.Module):
+    """Base class: ``forward(images (B,3,H,W), tokens (B,L)) -> logits (B,1,H/4,W/4)``.
+
+    Subclasses set ``self.tokenizer`` (a callable ``list[str] -> LongTensor (B, L)``), ``self.config``
+    (the keyword arguments, including ``name``, that rebuild the model with
+    :func:`refseg_core.models.build_model`) and the class attribute ``decoder_stride`` (the stride of
+    the grid the mask head reads: 8 for LTS, 16 for CRIS), and implement :meth:`forward`,
+    :meth:`forward_features`, :meth:`loss` and :meth:`param_groups`.
+    """
+
+    tokenizer: Any
+    config: dict
+    decoder_stride: int
+
+    def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
+        """The model's intermediates by name, for figures and diagnostics. Keys every model returns
+        (``FEATURE_KEYS``), with ``s = decoder_stride``:
+
+        * ``fused`` ``(B, D, H/s, W/s)``: the cross-modal map where image and sentence first meet
+          (LTS Sec. 3.1 fusion; CRIS Sec. 3.2 neck);
+        * ``decoder`` ``(B, C, H/s, W/s)``: the map the mask head reads (LTS: ``[fused; sigmoid(prior)]``;
+          CRIS: the vision-language decoder's output, Sec. 3.3);
+        * ``word_attention`` ``(B, L, H/s, W/s)`` or None: how much each pixel attends to each token in
+          the last attention layer, averaged over heads (sums to 1 over real tokens; None unless
+          ``return_attention`` or when the model has no such layer);
+        * ``logits`` ``(B, 1, H/4, W/4)``: the same as :meth:`forward`.
+
+        Model-specific extras are documented by each model (LTS: ``prior_logits``, the position prior;
+        CRIS: the encoder outputs and the projector's parts).
+        """
+        raise NotImplementedError
+
+    def loss(self, images: torch.Tensor, tokens: torch.Tensor, masks: torch.Tensor) -> dict:
+        """Training objective. ``masks`` is ``(B, 1, H, W)`` float in [0, 1] at input resolution.
+
+        Returns a dict with ``loss`` (scalar tensor), ``logits`` ``(B, 1, H/4, W/4)`` and any named
+        loss terms (floats or scalar tensors) worth logging.
+        """
+        raise NotImplementedError
+
+    def param_groups(self, lr: float, backbone_lr_mult: float = 1.0) -> list[dict]:
+        """Optimiser parameter groups; the pretrained backbone gets ``lr * backbone_lr_mult``."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr, "name": "all"}]

@@ -1,0 +1,522 @@
+"""LTS: "Locate then Segment" (Jing et al., CVPR 2021), the first open implementation.
+
+No official code exists. What the paper states (abstract, Fig. 2): a ConvNet encodes the image and a
+bi-GRU the expression; the two are fused into cross-modal features (Sec. 3.1); a cross-modal
+interaction module - "e.g. filtering and transformer" - turns them into an object **position prior**
+(Sec. 3.2, *locate*); the prior is concatenated with the cross-modal features and a light-weight
+convolutional network produces the mask (Sec. 3.3, *segment*). Everything else below is a choice,
+exposed as a keyword of ``build_model("lts", ...)`` / ``build_model("lts_tiny", ...)``:
+
+| choice (keyword) | value used (lts / lts_tiny) | why |
+|---|---|---|
+| visual encoder (``backbone``, ``pretrained``) | DarkNet-53, features at strides 8/16/32; ``clip_rn50`` / ``clip_rn101`` are the pretrained options | DarkNet-53 is widely reported for LTS (*unverified*); COCO-trained DarkNet weights cannot be downloaded here, open_clip's CLIP weights can |
+| backbone size (``width``, ``depth``) | width 1 / 0.125, depth 1 / 0.25 | the tiny model trains on a CPU in seconds with the same strides and topology |
+| vocabulary (``vocab``, ``word_len``) | the training expressions' words (or, by default, the synthetic generator's); at most 20 words, unknown words map to ``<unk>`` | the paper does not say; the vocabulary travels in ``model.config`` |
+| word embeddings (``embed_dim``, ``glove_path``) | 300-d / 32-d; GloVe when ``glove_path`` is given, random otherwise | GloVe is reported (*unverified*); nothing is downloaded here |
+| bi-GRU (``gru_hidden``, ``gru_layers``, ``text_dropout``) | 1 layer, 256 / 32 per direction, no dropout; sentence = [last forward state, last backward state] | the usual bi-GRU summary; packed sequences, so padding never changes a result |
+| fusion, Sec. 3.1 (``dim``) | per level ``BN(conv1x1(V_i)) * Linear_i(s)``, + xy coordinates, conv3x3; D = 512 / 64 | the element-wise product is reported; coordinates (CoordConv) let the prior express "left", "top" |
+| aggregation | top-down: upsample x2, concatenate, conv3x3, from stride 32 to stride 8 | stride 8 keeps small objects (52x52 at 416); one map feeds both locate and segment |
+| interaction, Sec. 3.2 (``interaction``) | ``"transformer"`` (``"filtering"`` available) | the paper names both; transformer is widely reported as the better one (*unverified*) |
+| transformer locate (``heads``, ``prior_layers``, ``ffn_dim``) | pre-norm layers of pixel self-attention, pixel-to-word cross-attention (padding masked), FFN; 8 / 4 heads, 2 / 1 layers, FFN 1024 / 128 | pixels query the words; self-attention gives each position the whole image, which relations ("left of the man") need; position enters as xy channels |
+| filtering locate (``filters``, ``filter_dim``) | the sentence generates K dynamic 1x1 kernels (+ bias) applied to a projected map; K = 16 / 8, width 256 / 32; a 3x3 conv mixes the K responses | language-generated kernels (dynamic filters); 1x1 keeps the kernel generator small |
+| prior resolution | stride 8, one channel of logits | the fused map's grid: no resizing |
+| prior target (``prior_target``) | ``"mask"``: the mask area-averaged to the prior grid (``"gaussian"`` available) | works unchanged for multi-target and no-target (G-REFER) samples |
+| Gaussian target (``gaussian_sigma``) | centre = the mask's centre of mass; sigma_x, sigma_y = std of the mask's pixel coordinates x 1.0, at least 0.5 cell | second moments follow the object's extent and shape; an all-zero mask gives an all-zero target |
+| prior loss weight (``prior_weight``) | lambda = 1.0 | both BCE terms are per-pixel means on the same scale; the paper gives no value |
+| prior into segment | sigmoid(prior) concatenated to the fused map, not detached | the paper concatenates; the mask loss also refines the prior |
+| segment, Sec. 3.3 (``seg_dim``, ``dilations``) | conv3x3; parallel dilated conv3x3 (rates 1, 2, 4), concatenated, conv1x1; upsample x2; conv3x3; conv1x1; width 256 / 32 | "light-weight" with multi-range context (ASPP-like); stride 4 output as the book's protocol requires |
+| mask loss | BCE on logits against the mask area-averaged to H/4 x W/4 | area averaging keeps thin and small objects as soft targets |
+| output bias init | logit(0.1) for the prior and the mask | objects cover few cells; starting at p = 0.5 spends the first steps learning the background rate |
+| ablation (``use_prior``) | ``False``: no locate module; the segment head sees the D fused channels only | everything else identical (the head loses its one prior input channel) |
+
+Input: images ``(B, 3, H, W)`` with H and W multiples of 32 (the DarkNet stride), normalised by the
+data pipeline; tokens ``(B, L)`` from ``model.tokenizer`` (a :class:`refseg_core.text.WordVocab`).
+Output: ``model(images, tokens)`` -> mask logits ``(B, 1, H/4, W/4)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from refseg_core.models import register_model
+from refseg_core.models.base import RefSegModel
+from refseg_core.models.darknet import DarkNet53, load_darknet_weights
+from refseg_core.models.gru_text import GRUTextEncoder
+from refseg_core.models.layers import MultiHeadAttention, add_coords, conv_bn_relu
+from refseg_core.text import WordVocab
+from refseg_core.vocabulary import synthetic_vocabulary
+
+# Output biases start at logit(0.1) (RetinaNet's "prior probability" init): a referred object covers a
+# minority of cells, and starting at p = 0.5 makes the first hundreds of steps learn only that.
+INIT_PROB = 0.1
+INTERACTIONS = ("transformer", "filtering")
+PRIOR_TARGETS = ("mask", "gaussian")
+BACKBONES = ("darknet53", "clip_rn50", "clip_rn101", "clip_tiny")
+_CLIP_ARCH = {"clip_rn50": "RN50", "clip_rn101": "RN101", "clip_tiny": "tiny"}
+
+DEFAULTS = {
+    "backbone": "darknet53",
+    "pretrained": None,
+    "width": 1.0,
+    "depth": 1.0,
+    "vocab": None,
+    "word_len": None,
+    "glove_path": None,
+    "embed_dim": 300,
+    "gru_hidden": 256,
+    "gru_layers": 1,
+    "text_dropout": 0.0,
+    "dim": 512,
+    "interaction": "transformer",
+    "heads": 8,
+    "prior_layers": 2,
+    "ffn_dim": 1024,
+    "filters": 16,
+    "filter_dim": 256,
+    "use_prior": True,
+    "prior_target": "mask",
+    "prior_weight": 1.0,
+    "gaussian_sigma": 1.0,
+    "seg_dim": 256,
+    "dilations": [1, 2, 4],
+}
+TINY = dict(
+    DEFAULTS,
+    width=0.125,
+    depth=0.25,
+    embed_dim=32,
+    gru_hidden=32,
+    dim=64,
+    heads=4,
+    prior_layers=1,
+    ffn_dim=128,
+    filters=8,
+    filter_dim=32,
+    seg_dim=32,
+)
+
+
+def choices_table() -> str:
+    """The table of choices the paper leaves open (Markdown), as written in this module's docstring."""
+    return "\n".join(line for line in __doc__.splitlines() if line.startswith("|"))
+
+
+def init_prob_bias(layer: nn.Module, prob: float = INIT_PROB) -> nn.Module:
+    """Set ``layer.bias`` so that ``sigmoid(output) = prob`` for a zero input."""
+    nn.init.constant_(layer.bias, -math.log((1 - prob) / prob))
+    return layer
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sec. 3.1: cross-modal fusion
+# ----------------------------------------------------------------------------------------------------
+class Fusion(nn.Module):
+    """Multi-level fusion (Sec. 3.1): ``(c3, c4, c5), sentence (B, T) -> fused (B, D, H/8, W/8)``.
+
+    At each level ``f_i = conv3x3(add_coords(BN(conv1x1(V_i)) * Linear_i(s)))``: the sentence gates
+    every visual channel (element-wise product) and xy coordinates are appended. A top-down pass
+    (upsample x2, concatenate, conv3x3) aggregates stride 32 -> 16 -> 8.
+    """
+
+    def __init__(self, in_channels: Sequence[int], text_dim: int, dim: int):
+        super().__init__()
+        self.vis = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, dim, 1, bias=False), nn.BatchNorm2d(dim)) for c in in_channels
+        )
+        self.txt = nn.ModuleList(nn.Linear(text_dim, dim) for _ in in_channels)
+        self.mix = nn.ModuleList(conv_bn_relu(dim + 2, dim, 3) for _ in in_channels)
+        self.top_down = nn.ModuleList(conv_bn_relu(2 * dim, dim, 3) for _ in in_channels[1:])
+
+    def forward(self, feats: Sequence[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
+        fused = [
+            mix(add_coords(vis(v) * txt(sentence)[:, :, None, None]))
+            for v, vis, txt, mix in zip(feats, self.vis, self.txt, self.mix)
+        ]
+        x = fused[-1]
+        for f, conv in zip(reversed(fused[:-1]), reversed(self.top_down)):
+            x = F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
+            x = conv(torch.cat([f, x], dim=1))
+        return x
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sec. 3.2: locate (the position prior)
+# ----------------------------------------------------------------------------------------------------
+class InteractionLayer(nn.Module):
+    """Pre-norm transformer layer, pixels as queries: self-attention over pixels, cross-attention
+    from pixels to words (padding masked), feed-forward. ``x (B, N, D), words (B, L, D), valid (B, L)``
+    bool (True = a real word, may be attended) -> ``(x (B, N, D), weights (B, N, L) or None)``; the
+    cross-attention weights are averaged over heads and returned only if ``need_weights``."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int):
+        super().__init__()
+        self.n1, self.n2, self.n3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.self_attn, self.cross_attn = MultiHeadAttention(dim, heads), MultiHeadAttention(dim, heads)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(inplace=True), nn.Linear(ffn_dim, dim))
+
+    def forward(self, x, words, valid, need_weights: bool = False):
+        h = self.n1(x)
+        x = x + self.self_attn(h, h)[0]
+        a, weights = self.cross_attn(self.n2(x), words, attend=valid, need_weights=need_weights)
+        x = x + a
+        return x + self.ffn(self.n3(x)), None if weights is None else weights.mean(1)
+
+
+class TransformerLocate(nn.Module):
+    """Transformer interaction (Sec. 3.2): ``fused (B, D, h, w), words (B, L, T) -> prior logits
+    (B, 1, h, w)`` (and, on request, word attention ``(B, L, h, w)`` of the last layer)."""
+
+    def __init__(self, dim: int, text_dim: int, heads: int, layers: int, ffn_dim: int):
+        super().__init__()
+        self.inp = nn.Conv2d(dim + 2, dim, 1)  # xy channels again: attention itself has no position
+        self.txt = nn.Linear(text_dim, dim)
+        self.layers = nn.ModuleList(InteractionLayer(dim, heads, ffn_dim) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.out = init_prob_bias(nn.Linear(dim, 1))
+
+    def forward(self, fused, words, valid, sentence, need_weights: bool = False):
+        b, _, h, w = fused.shape
+        x = self.inp(add_coords(fused)).flatten(2).transpose(1, 2)  # (B, hw, D)
+        t = self.txt(words)
+        weights = None
+        for i, layer in enumerate(self.layers):
+            x, weights = layer(x, t, valid, need_weights and i == len(self.layers) - 1)
+        prior = self.out(self.norm(x)).transpose(1, 2).reshape(b, 1, h, w)
+        if weights is not None:
+            weights = weights.transpose(1, 2).reshape(b, -1, h, w)
+        return prior, weights
+
+
+class FilterLocate(nn.Module):
+    """Filtering interaction (Sec. 3.2): the sentence generates ``K`` 1x1 kernels (+ bias) that filter
+    a projected fused map; a 3x3 conv mixes the K responses into the prior.
+    ``fused (B, D, h, w), sentence (B, T) -> prior logits (B, 1, h, w)``."""
+
+    def __init__(self, dim: int, text_dim: int, filters: int, filter_dim: int):
+        super().__init__()
+        self.filters, self.filter_dim = filters, filter_dim
+        self.inp = conv_bn_relu(dim + 2, filter_dim, 1)
+        self.gen = nn.Linear(text_dim, filters * (filter_dim + 1))
+        self.post = nn.Sequential(
+            nn.BatchNorm2d(filters),
+            nn.ReLU(inplace=True),
+            conv_bn_relu(filters, filters, 3),
+            init_prob_bias(nn.Conv2d(filters, 1, 1)),
+        )
+
+    def forward(self, fused, words, valid, sentence, need_weights: bool = False):
+        v = self.inp(add_coords(fused))  # (B, C, h, w)
+        kernels = self.gen(sentence).view(-1, self.filters, self.filter_dim + 1)
+        # Per-sample 1x1 convolution; 1/sqrt(C) keeps responses O(1) whatever the width.
+        r = torch.einsum("bkc,bchw->bkhw", kernels[..., :-1], v) / math.sqrt(self.filter_dim)
+        r = r + kernels[..., -1, None, None]
+        return self.post(r), None
+
+
+def prior_target_mask(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``"mask"`` prior target: ``masks (B, 1, H, W)`` area-averaged to ``size`` -> ``(B, 1, h, w)`` in
+    [0, 1] (the fraction of each prior cell covered by the object)."""
+    return F.adaptive_avg_pool2d(masks.float(), size)
+
+
+def prior_target_gaussian(
+    masks: torch.Tensor, size: tuple[int, int], sigma_scale: float = 1.0, min_sigma: float = 0.5
+) -> torch.Tensor:
+    """``"gaussian"`` prior target: ``masks (B, 1, H, W) -> (B, 1, h, w)``, peak 1.
+
+    Centre = the mask's centre of mass; ``sigma_x, sigma_y`` = the standard deviation of the mask's
+    pixel coordinates (its second moments: ``w / sqrt(12)`` for a box of width ``w``) times
+    ``sigma_scale``, at least ``min_sigma`` prior cells. An all-zero mask (a G-REFER no-target sample)
+    gives an all-zero target, never NaN.
+    """
+    m = masks.float()[:, 0]  # (B, H, W)
+    big_h, big_w = m.shape[-2:]
+    h, w = size
+    total = m.sum((1, 2))
+    safe = total.clamp_min(1e-6)
+    ys = torch.arange(big_h, device=m.device, dtype=m.dtype) + 0.5  # pixel centres
+    xs = torch.arange(big_w, device=m.device, dtype=m.dtype) + 0.5
+    px, py = m.sum(1), m.sum(2)  # marginals (B, W), (B, H)
+    cx, cy = (px * xs).sum(1) / safe, (py * ys).sum(1) / safe
+    sx = ((px * (xs - cx[:, None]) ** 2).sum(1) / safe).sqrt()
+    sy = ((py * (ys - cy[:, None]) ** 2).sum(1) / safe).sqrt()
+    # To prior-grid units (cell i spans [i, i + 1), its centre is i + 0.5).
+    fx, fy = w / big_w, h / big_h
+    cx, cy = cx * fx, cy * fy
+    sx = (sx * fx * sigma_scale).clamp_min(min_sigma)
+    sy = (sy * fy * sigma_scale).clamp_min(min_sigma)
+    gx = torch.arange(w, device=m.device, dtype=m.dtype) + 0.5
+    gy = torch.arange(h, device=m.device, dtype=m.dtype) + 0.5
+    dx = ((gx[None] - cx[:, None]) / sx[:, None]) ** 2  # (B, w)
+    dy = ((gy[None] - cy[:, None]) / sy[:, None]) ** 2  # (B, h)
+    g = torch.exp(-0.5 * (dy[:, :, None] + dx[:, None, :]))
+    g = torch.where(total[:, None, None] > 0, g, torch.zeros_like(g))
+    return g[:, None]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sec. 3.3: segment
+# ----------------------------------------------------------------------------------------------------
+class SegmentHead(nn.Module):
+    """Light-weight segmentation network (Sec. 3.3): ``x (B, C_in, h, w) -> logits (B, 1, 2h, 2w)``.
+
+    conv3x3 -> parallel dilated conv3x3 (context at several ranges, ASPP-like) -> concat -> conv1x1
+    -> upsample x2 (stride 8 -> 4) -> conv3x3 -> conv1x1 to one logit.
+    """
+
+    def __init__(self, c_in: int, dim: int, dilations: Sequence[int]):
+        super().__init__()
+        half = max(1, dim // 2)
+        self.reduce = conv_bn_relu(c_in, dim, 3)
+        self.branches = nn.ModuleList(conv_bn_relu(dim, half, 3, dilation=int(d)) for d in dilations)
+        self.merge = conv_bn_relu(half * len(dilations), dim, 1)
+        self.refine = conv_bn_relu(dim, half, 3)
+        self.out = init_prob_bias(nn.Conv2d(half, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.reduce(x)
+        x = self.merge(torch.cat([b(x) for b in self.branches], dim=1))
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.out(self.refine(x))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------------
+class ClipVisual(nn.Module):
+    """Adapter: the CLIP image tower of :func:`refseg_core.models.clip.build_clip_backbone` as a
+    three-level encoder ``x (B, 3, H, W) -> (v3 (B, C3, H/8, W/8), v4 (B, C4, H/16, W/16),
+    v5 (B, C5, H/32, W/32))``; ``out_channels`` = (512, 1024, 1024) for RN50, (512, 1024, 512) RN101."""
+
+    # LTS encodes text with its own bi-GRU: CLIP's text tower is dropped (never run, never saved).
+    TEXT_PARTS = (
+        "transformer",
+        "token_embedding",
+        "positional_embedding",
+        "ln_final",
+        "text_projection",
+        "logit_scale",
+    )
+
+    def __init__(self, arch: str, pretrained):
+        super().__init__()
+        from refseg_core.models.clip import build_clip_backbone
+
+        self.clip = build_clip_backbone(arch, pretrained)
+        for part in self.TEXT_PARTS:
+            if hasattr(self.clip, part):
+                setattr(self.clip, part, None)
+        self.out_channels = tuple(int(c) for c in self.clip.vision_channels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(self.clip.encode_image(x))
+
+
+class LTS(RefSegModel):
+    """Locate then Segment. Build it with ``build_model("lts" | "lts_tiny", **overrides)``.
+
+    ``forward(images (B, 3, H, W), tokens (B, L)) -> logits (B, 1, H/4, W/4)``;
+    :meth:`forward_features` also returns the fused map, the position prior and the word attention.
+    """
+
+    decoder_stride = 8  # fusion, locate and the segment head's input share the stride-8 grid
+
+    def __init__(self, cfg: dict, vocab: WordVocab):
+        super().__init__()
+        self.tokenizer = vocab
+        self.use_prior = bool(cfg["use_prior"])
+        self.prior_target = cfg["prior_target"]
+        self.prior_weight = float(cfg["prior_weight"])
+        self.gaussian_sigma = float(cfg["gaussian_sigma"])
+        if cfg["backbone"] == "darknet53":
+            self.backbone = DarkNet53(cfg["width"], cfg["depth"])
+        else:
+            self.backbone = ClipVisual(_CLIP_ARCH[cfg["backbone"]], cfg["pretrained"])
+        self.text = GRUTextEncoder(
+            len(vocab), cfg["embed_dim"], cfg["gru_hidden"], cfg["gru_layers"], cfg["text_dropout"]
+        )
+        dim, tdim = int(cfg["dim"]), self.text.out_dim
+        self.fusion = Fusion(self.backbone.out_channels, tdim, dim)
+        if not self.use_prior:
+            self.locator = None
+        elif cfg["interaction"] == "transformer":
+            self.locator = TransformerLocate(
+                dim, tdim, int(cfg["heads"]), int(cfg["prior_layers"]), int(cfg["ffn_dim"])
+            )
+        else:
+            self.locator = FilterLocate(dim, tdim, int(cfg["filters"]), int(cfg["filter_dim"]))
+        self.segment = SegmentHead(dim + (1 if self.use_prior else 0), int(cfg["seg_dim"]), cfg["dilations"])
+
+    # -- shared path ---------------------------------------------------------------------------------
+    def _check(self, images: torch.Tensor, tokens: torch.Tensor) -> None:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
+        h, w = images.shape[-2:]
+        if h % 32 or w % 32:
+            raise ValueError(
+                f"images: height and width must be multiples of 32 (the backbone stride), got {h}x{w}"
+            )
+        if tokens.dim() != 2 or tokens.shape[0] != images.shape[0]:
+            raise ValueError(
+                f"tokens must be (B, L) with B = {images.shape[0]} images, got shape {tuple(tokens.shape)}"
+            )
+
+    def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
+        """The model's intermediates by name (the keys of :class:`refseg_core.models.base.RefSegModel`).
+
+        ``fused`` (B, D, H/8, W/8): the cross-modal map F (Sec. 3.1); ``prior_logits`` (B, 1, H/8, W/8):
+        the position prior P (Sec. 3.2; None when ``use_prior=False``); ``decoder`` (B, D+1, H/8, W/8):
+        what the segment head reads, ``[F; sigmoid(P)]`` (F alone without the prior), at
+        ``decoder_stride`` = 8; ``word_attention`` (B, L, H/8, W/8): the transformer locate module's last
+        pixel->word weights, averaged over heads (None for filtering, without the prior, or unless
+        ``return_attention``); ``logits`` (B, 1, H/4, W/4): the mask (Sec. 3.3).
+        """
+        self._check(images, tokens)
+        feats = self.backbone(images)
+        words, sentence, valid = self.text(tokens)  # valid (B, L): True at real words
+        fused = self.fusion(feats, sentence)  # (B, D, H/8, W/8)
+        prior = attention = None
+        x = fused
+        if self.locator is not None:
+            prior, attention = self.locator(fused, words, valid, sentence, return_attention)  # (B, 1, H/8, W/8)
+            p = torch.sigmoid(prior)
+            if p.shape[-2:] != fused.shape[-2:]:
+                p = F.interpolate(p, size=fused.shape[-2:], mode="bilinear", align_corners=False)
+            x = torch.cat([fused, p], dim=1)
+        return {"fused": fused, "prior_logits": prior, "decoder": x, "word_attention": attention,
+                "logits": self.segment(x)}
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``images (B, 3, H, W), tokens (B, L) -> mask logits (B, 1, H/4, W/4)``."""
+        return self.forward_features(images, tokens, return_attention=False)["logits"]
+
+    def prior_targets(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The prior's training target ``(B, 1, h, w)`` for ``masks (B, 1, H, W)`` (``prior_target``)."""
+        if self.prior_target == "gaussian":
+            return prior_target_gaussian(masks, size, self.gaussian_sigma)
+        return prior_target_mask(masks, size)
+
+    def loss(self, images: torch.Tensor, tokens: torch.Tensor, masks: torch.Tensor) -> dict:
+        """``loss = BCE(logits, mask at H/4) + prior_weight * BCE(prior, prior target)``.
+
+        ``masks``: ``(B, 1, H, W)`` (or ``(B, H, W)``) in [0, 1] at input resolution. Returns
+        ``dict(loss, logits, mask_bce, prior_bce)``; ``prior_bce`` is 0 when ``use_prior=False``.
+        """
+        if masks.dim() == 3:
+            masks = masks[:, None]
+        if (
+            masks.dim() != 4
+            or masks.shape[1] != 1
+            or masks.shape[-2:] != images.shape[-2:]
+            or masks.shape[0] != images.shape[0]
+        ):
+            raise ValueError(
+                f"masks must be (B, 1, H, W) matching images {tuple(images.shape)}, got {tuple(masks.shape)}"
+            )
+        masks = masks.float()
+        if bool((masks < 0).any() or (masks > 1).any()):
+            raise ValueError("masks must hold values in [0, 1]")
+        out = self.forward_features(images, tokens, return_attention=False)
+        logits = out["logits"]
+        mask_bce = F.binary_cross_entropy_with_logits(logits, prior_target_mask(masks, logits.shape[-2:]))
+        if out["prior_logits"] is None:
+            prior_bce = logits.new_zeros(())
+        else:
+            prior = out["prior_logits"]
+            prior_bce = F.binary_cross_entropy_with_logits(prior, self.prior_targets(masks, prior.shape[-2:]))
+        loss = mask_bce + self.prior_weight * prior_bce
+        return {
+            "loss": loss,
+            "logits": logits,
+            "mask_bce": mask_bce.detach(),
+            "prior_bce": prior_bce.detach(),
+        }
+
+    def param_groups(self, lr: float, backbone_lr_mult: float = 1.0) -> list[dict]:
+        """Two groups: the visual backbone at ``lr * backbone_lr_mult``, everything else at ``lr``."""
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in self.backbone.parameters()}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [
+            {"params": backbone, "lr": lr * backbone_lr_mult, "name": "backbone"},
+            {"params": rest, "lr": lr, "name": "head"},
+        ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Factory
+# ----------------------------------------------------------------------------------------------------
+def _resolve_vocab(vocab, word_len) -> WordVocab:
+    if isinstance(vocab, WordVocab):
+        return vocab if word_len is None else WordVocab(vocab.itos[2:], max_len=word_len)
+    if vocab is None:
+        vocab = synthetic_vocabulary()
+    if isinstance(vocab, str) or not all(isinstance(w, str) for w in vocab):
+        raise ValueError("vocab must be a WordVocab, a list of words, or None (the synthetic vocabulary)")
+    return WordVocab(list(vocab), max_len=20 if word_len is None else word_len)
+
+
+def build_lts(name: str, defaults: dict, **overrides) -> LTS:
+    """Validate ``overrides`` against ``defaults``, build :class:`LTS`, and record ``model.config``.
+
+    ``model.config`` rebuilds the same architecture and tokenizer with ``build_model(**model.config)``:
+    it holds ``name`` and the vocabulary's words. Initial-weight sources (``pretrained``, ``glove_path``)
+    are stored as None there - the checkpoint's state dict carries the trained weights, so rebuilding
+    never needs those files - and kept in ``model.init_sources``.
+    """
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"{name}: unknown keyword(s) {unknown}; valid: {', '.join(sorted(defaults))}")
+    cfg = dict(defaults, **overrides)
+    for key, allowed in (
+        ("interaction", INTERACTIONS),
+        ("prior_target", PRIOR_TARGETS),
+        ("backbone", BACKBONES),
+    ):
+        if cfg[key] not in allowed:
+            raise ValueError(f"{name}: {key}={cfg[key]!r} is not one of {allowed}")
+    if float(cfg["prior_weight"]) < 0:
+        raise ValueError(f"{name}: prior_weight must be >= 0, got {cfg['prior_weight']}")
+    for key in ("dim", "seg_dim", "embed_dim", "gru_hidden", "heads", "filters", "filter_dim", "ffn_dim"):
+        if int(cfg[key]) < 1:
+            raise ValueError(f"{name}: {key} must be a positive integer, got {cfg[key]}")
+    if (
+        cfg["backbone"] == "darknet53"
+        and cfg["pretrained"] is not None
+        and not os.path.isfile(os.fspath(cfg["pretrained"]))
+    ):
+        raise FileNotFoundError(
+            f"{name}: pretrained={cfg['pretrained']!r} is not a local file. COCO-trained DarkNet-53 weights "
+            "cannot be downloaded here; use backbone='clip_rn50' (open_clip weights) for a pretrained encoder."
+        )
+    vocab = _resolve_vocab(cfg["vocab"], cfg["word_len"])
+    cfg["dilations"] = [int(d) for d in cfg["dilations"]]
+    model = LTS(cfg, vocab)
+    if cfg["backbone"] == "darknet53" and cfg["pretrained"] is not None:
+        load_darknet_weights(model.backbone, cfg["pretrained"])
+    model.glove_found = None
+    if cfg["glove_path"] is not None:
+        model.glove_found = model.text.init_from_glove(cfg["glove_path"], vocab.itos)
+    model.init_sources = {"pretrained": cfg["pretrained"], "glove_path": cfg["glove_path"]}
+    model.config = dict(
+        cfg, name=name, vocab=list(vocab.itos[2:]), word_len=vocab.max_len, pretrained=None, glove_path=None
+    )
+    return model
+
+
+@register_model("lts")
+def lts(**overrides) -> LTS:
+    """LTS at paper scale: DarkNet-53, 300-d embeddings, bi-GRU 2x256, D = 512, 416x416 inputs."""
+    return build_lts("lts", DEFAULTS, **overrides)
+
+
+@register_model("lts_tiny")
+def lts_tiny(**overrides) -> LTS:
+    """LTS for CPU smoke runs: DarkNet-53 at width 1/8, depth 1/4; D = 64."""
+    return build_lts("lts_tiny", TINY, **overrides)

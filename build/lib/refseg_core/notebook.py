@@ -1,0 +1,109 @@
+"""What a chapter needs around its subject, kept once here so that chapters call public API only: the
+parameters-cell logic (:func:`resolve_config`, with ``dry_run``), showing the package's own code
+(:func:`show_source`), Markdown tables from rows (:func:`markdown_table`), and reusing a finished run
+instead of training it again (:func:`trained_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from refseg_core.config import TrainConfig, load_config, make_config, to_yaml
+
+
+def in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
+
+
+def stop_here(message: str) -> None:
+    """End the notebook's execution here, as a success: every later cell runs as an empty cell (an IPython
+    input transformer), so papermill and nbval finish with status 0 and the output notebook shows
+    ``message`` last. Outside IPython it raises ``SystemExit(0)`` after printing ``message``."""
+    print(message)
+    if not in_ipython():
+        raise SystemExit(0)
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    shell.input_transformers_post.append(lambda lines: [])
+
+
+def resolve_config(config: str | os.PathLike | None, overrides: Mapping[str, Any] | None = None,
+                   dry_run: bool = False, label: str | None = None) -> TrainConfig:
+    """A chapter's run: ``load_config(config, overrides)`` (the same function as ``train --config``).
+    With ``dry_run`` the resolved configuration is printed as YAML (what ``train --dry-run`` prints; a
+    ``label`` line first when a chapter resolves several) and the notebook stops before training."""
+    cfg = load_config(config, dict(overrides or {}))
+    if dry_run:
+        if label:
+            print(f"# {label}")
+        print(to_yaml(cfg), end="")
+    return cfg
+
+
+def finish_dry_run(dry_run: bool) -> None:
+    """After the chapter's :func:`resolve_config` calls: stop the notebook when ``dry_run`` is set."""
+    if dry_run:
+        stop_here("dry_run: the configuration(s) above were resolved; nothing was trained")
+
+
+def show_source(obj) -> None:
+    """Display the source of a refseg_core function, method or class: the book shows the package's code,
+    it never keeps a second copy."""
+    from IPython.display import Code, display
+
+    display(Code(inspect.getsource(obj), language="python"))
+
+
+def markdown_table(rows: Iterable[Mapping[str, Any] | Sequence[Any]], columns: Sequence[str],
+                   headers: Sequence[str] | None = None, missing: str = "-") -> str:
+    """A Markdown table: one line per row (a mapping read by ``columns``, or a sequence in column order);
+    ``None`` prints as ``missing``."""
+    headers = list(headers or columns)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in rows:
+        cells = [r.get(c) for c in columns] if isinstance(r, Mapping) else list(r)
+        lines.append("| " + " | ".join(missing if v is None else str(v) for v in cells) + " |")
+    return "\n".join(lines)
+
+
+def show_table(rows, columns, headers=None, missing: str = "-") -> None:
+    """Display :func:`markdown_table` as Markdown."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown_table(rows, columns, headers, missing)))
+
+
+def finished_run_matches(checkpoint: Path, cfg: TrainConfig) -> bool:
+    """True when ``checkpoint`` is the end of a run of exactly ``cfg`` (same configuration, all epochs)."""
+    from refseg_core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    saved = ckpt.get("config")
+    return isinstance(saved, dict) and make_config(saved).to_dict() == cfg.to_dict() and int(ckpt["epoch"]) >= cfg.epochs
+
+
+def trained_checkpoint(cfg: TrainConfig, retrain: bool = False, progress: bool = True) -> Path:
+    """The checkpoint of the finished run ``cfg`` describes: ``output_dir/last.pt`` when it already holds
+    exactly that run (another chapter, or an earlier execution, trained it), else trained now.
+
+    A folder holding a *different* run is never replaced silently: that is an error unless ``retrain``.
+    """
+    from refseg_core import engine
+
+    ckpt = Path(cfg.output_dir) / "last.pt"
+    if ckpt.is_file() and not retrain:
+        if finished_run_matches(ckpt, cfg):
+            print(f"reusing {ckpt} (a finished run of this configuration)")
+            return ckpt
+        raise ValueError(f"{ckpt} holds a run of another configuration; set retrain = True to replace it, or "
+                         "point output_dir elsewhere with overrides")
+    print(f"training {cfg.model} into {cfg.output_dir} (no finished run of this configuration there)")
+    return engine.train(cfg, progress=progress, overwrite=retrain).checkpoint
