@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 TORCH_PKGS ?= torch==2.14.1 torchvision==0.29.1
 RUN ?= smoke_cris
 
-.PHONY: sync help setup book test test-unit test-notebooks test-book browser reproduce bench clean gpu-kit gpu-check
+.PHONY: sync help setup lint book test test-unit test-notebooks test-book browser reproduce bench clean gpu-kit gpu-check
 
 help:
 	@echo "make book     execute every notebook with papermill and build the HTML book (_build/html)"
 	@echo "make test     run the whole test suite (unit tests, every notebook cell under nbval with short training)"
+	@echo "make lint     ruff check and ruff format --check (package, tests, tools, benchmarks, notebooks' .py)"
 	@echo "make reproduce RUN=<configuration>   train one shipped configuration (e.g. RUN=cris_r50_refcoco)"
 	@echo "make bench    CPU speed and memory measurements into refseg_core/evidence/"
 	@echo "make gpu-kit  prepare .gpu_kit/ (wheels, official CRIS code) for the one-call GPU check"
@@ -37,6 +38,10 @@ browser:
 	      || echo "warning: could not install chromium; the browser test will be skipped"; \
 	  else echo "warning: chromium not installed and cannot install it; the browser test will be skipped"; fi; }
 
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 book: $(STAMP)
 	$(PY) tools/build_book.py
 
@@ -53,7 +58,11 @@ test-notebooks: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not browser"
 
-test-book: $(STAMP) browser
+test-lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+book: $(STAMP) browser
 	$(PY) -m pytest tests/test_book_browser.py tests/test_smoke_learning.py
 
 reproduce: $(STAMP)

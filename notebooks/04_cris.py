@@ -70,6 +70,8 @@ from refseg_core.viz import attention_to_words, curves, heatmap, overlay
 
 cfg = resolve_config(config, overrides, dry_run)  # what `python -m refseg_core train --config` runs
 finish_dry_run(dry_run)
+
+# %%
 refer = engine.prepare_data(cfg)  # generates the synthetic dataset on first use
 published = configs.published()
 

@@ -74,6 +74,7 @@ lts_run = resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config:
     if lts_config is not None else None
 finish_dry_run(dry_run)
 
+# %%
 # A dependency imports tqdm.auto, which warns that Jupyter widgets are missing; the book needs none.
 warnings.filterwarnings("ignore", message="IProgress not found")
 published = configs.published()

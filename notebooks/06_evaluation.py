@@ -87,6 +87,8 @@ torch.set_num_threads(num_threads)
 run_cfgs = {"cris": resolve_config(config, overrides, dry_run, label=f"config: {config}"),
             "lts": resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config: {lts_config}")}
 finish_dry_run(dry_run)
+
+# %%
 published = shipped.published()["results"]
 if focus_model not in ("cris", "lts"):
     raise ValueError(f"parameter focus_model must be 'cris' or 'lts', got {focus_model!r}")

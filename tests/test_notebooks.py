@@ -106,3 +106,11 @@ def test_smoke_configurations_share_one_synthetic_dataset():
     for key in ("data_root", "synthetic_num_images", "synthetic_seed", "synthetic_image_size", "dataset",
                 "synthetic"):
         assert lts[key] == cris[key], f"smoke_lts and smoke_cris differ on {key}"
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
+def test_dry_run_stops_at_the_end_of_a_cell(src):
+    """``finish_dry_run`` empties the *later* cells: it must end its own cell, or the rest of it would run."""
+    for cell in jupytext.read(src).cells:
+        if cell.cell_type == "code" and "finish_dry_run(dry_run)" in cell.source:
+            assert cell.source.rstrip().endswith("finish_dry_run(dry_run)"), f"{src.name}: code after finish_dry_run"
