@@ -27,10 +27,8 @@ import datetime
 import importlib
 import importlib.util
 import json
-import os
 import platform
 import sys
-import tempfile
 import types
 from pathlib import Path
 
@@ -39,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from refseg_core.io import atomic_path  # noqa: E402
 from refseg_core.models.cris import cris_r50, cris_r101  # noqa: E402
 from refseg_core.models.cris_official import official_to_ours, ours_to_official  # noqa: E402
 
@@ -227,10 +226,8 @@ def main(argv=None) -> int:
     name = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).replace(" ", "_")
     suffix = "" if args.arch == "RN50" else f"_{args.arch.lower()}"  # RN50 keeps the name chapter 4 reads
     out = args.out or ROOT / "benchmarks" / "results" / f"cris_equivalence_{name}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0

@@ -251,11 +251,9 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | Mapping[s
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    from refseg_core.io import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 __all__ = ["PRECISIONS", "TrainConfig", "field_names", "load_config", "make_config", "save_config", "validate"]

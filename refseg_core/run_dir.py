@@ -79,8 +79,8 @@ def _clear(out: Path) -> None:
 
 def _remove_stale_temporaries(out: Path) -> None:
     """Temporary files of writes that a killed run never finished (we hold the lock: none is live)."""
-    for pattern in (".last.pt.tmp*", ".log.csv.tmp", ".metrics.json.tmp", "config.yaml.tmp"):
-        for f in out.glob(pattern):
+    for name in (*RUN_MARKERS, "config.yaml"):  # refseg_core.io.temp_name: .<name>.tmp<pid>
+        for f in out.glob(f".{name}.tmp*"):
             with contextlib.suppress(OSError):
                 f.unlink()
 
