@@ -100,10 +100,10 @@ def train_step_fn(model, batch: dict, cfg: BenchConfig, device: torch.device, lr
     loss_module = engine.LossModule(model)
     if cfg.compile:
         loss_module = torch.compile(loss_module)
-    step_cfg = types.SimpleNamespace(channels_last=cfg.channels_last, grad_clip=None)
+    step_cfg = types.SimpleNamespace(grad_clip=None)
 
     def step():
-        out = engine.train_step(loss_module, batch, optimizer, scaler, step_cfg, device, amp)
+        out = engine.train_step(loss_module, batch, device, amp, channels_last=cfg.channels_last)
         engine.backward_step(out, loss_module, optimizer, scaler, step_cfg)
 
     return step

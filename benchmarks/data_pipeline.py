@@ -1,5 +1,5 @@
 """Data pipeline speed: samples per second of :class:`~refseg_core.data.dataset.RefSegDataset` through
-the engine's own DataLoader (:func:`refseg_core.engine._loader`: collate, pinned memory on CUDA) at a
+the engine's own DataLoader (:func:`refseg_core.loaders.make_loader`: collate, pinned memory on CUDA) at a
 given input size and number of workers.
 
 Each item decodes a JPEG, letterboxes it to ``input_size``, decodes the target mask (pycocotools) and
@@ -17,10 +17,10 @@ import torch
 from torch.utils.data import RandomSampler
 
 from benchmarks.env import environment
-from refseg_core import engine
 from refseg_core.data.dataset import RefSegDataset
 from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import ensure_synthetic
+from refseg_core.loaders import make_loader
 from refseg_core.text import ClipTokenizer
 
 
@@ -35,7 +35,7 @@ def loader_throughput(refer: Refer, workers: int, batch_size: int = 16, input_si
     n = batch_size * (num_batches + 1)
     sampler = RandomSampler(ds, replacement=True, num_samples=n,
                             generator=torch.Generator().manual_seed(seed))
-    loader = engine._loader(ds, batch_size, sampler, workers, device, drop_last=True)
+    loader = make_loader(ds, batch_size, sampler, workers, device, drop_last=True)
     row = dict(environment(device), kind="data_loader", input_size=input_size, batch=batch_size,
                workers=workers,
                dataset=f"synthetic {refer.dataset} ({len(refer.images)} images)", split=split)

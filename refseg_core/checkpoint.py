@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from refseg_core.io import atomic_path
+
 
 def rng_state() -> dict:
     """Python, numpy, torch (and CUDA) generator states as tensors and plain values."""
@@ -51,18 +53,14 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path.tmp`` then ``os.replace``: a crash or error while writing leaves the
-    previous file at ``path`` untouched and no temporary file behind."""
+    """``torch.save`` through :func:`refseg_core.io.atomic_path` (temporary file, ``fsync``, rename): a
+    crash or error while writing leaves the previous file at ``path`` untouched and no temporary file
+    behind. A full disk raises :class:`CheckpointWriteError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb+") as fh:  # make the bytes durable before the rename
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=True) as tmp:
+            torch.save(obj, tmp)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or (
                 isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent)):
             raise CheckpointWriteError(f"no space left on device while writing {path}; "
@@ -113,16 +111,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 _WEIGHT_SOURCE_KEYS = ("pretrained", "glove_path")
 
 
-def rebuild_kwargs(model_config) -> tuple[str, dict]:
-    """``(name, keywords)`` for ``build_model`` from a checkpoint's ``model_config``, with every
-    initial-weight source (``pretrained``, ``glove_path``) set to None."""
-    if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
-        raise ValueError("checkpoint's 'model_config' holds no model name; cannot rebuild the model")
+def without_weight_sources(model_config) -> dict:
+    """A copy of ``model_config`` with every initial-weight source it names (``pretrained``,
+    ``glove_path``) set to None: what a checkpoint stores and what rebuilding from one uses."""
     cfg = dict(model_config)
-    name = cfg.pop("name")
     for key in _WEIGHT_SOURCE_KEYS:
         if key in cfg:
             cfg[key] = None
+    return cfg
+
+
+def rebuild_kwargs(model_config) -> tuple[str, dict]:
+    """``(name, keywords)`` for ``build_model`` from a checkpoint's ``model_config``, with every
+    initial-weight source (``pretrained``, ``glove_path``) set to None (:func:`without_weight_sources`)."""
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
+        raise ValueError("checkpoint's 'model_config' holds no model name; cannot rebuild the model")
+    cfg = without_weight_sources(model_config)
+    name = cfg.pop("name")
     return name, cfg
 
 
@@ -154,5 +159,4 @@ def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu"
 
 
 __all__ = ["atomic_torch_save", "CheckpointWriteError", "load_checkpoint", "load_model_state", "model_from_checkpoint",
-           "rebuild_kwargs",
-           "rng_state", "set_rng_state"]
+           "rebuild_kwargs", "rng_state", "set_rng_state", "without_weight_sources"]

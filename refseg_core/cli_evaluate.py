@@ -36,6 +36,7 @@ def run(args) -> int:
     from refseg_core import engine
     from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
     from refseg_core.config import load_config
+    from refseg_core.io import write_json
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
@@ -68,10 +69,10 @@ def run(args) -> int:
                 meta = {"checkpoint": str(args.checkpoint), "dataset": cfg.dataset, "split_by": cfg.split_by,
                         "split": split, "threshold": cfg.eval_threshold, "input_size": cfg.input_size,
                         "model": model.config.get("name")}
-                engine._write_json(out_dir / f"eval_{cfg.dataset}_{split}.json", {**metrics, "meta": meta})
+                write_json(out_dir / f"eval_{cfg.dataset}_{split}.json", {**metrics, "meta": meta})
                 if records is not None:
-                    engine._write_json(out_dir / f"predictions_{cfg.dataset}_{split}.json",
-                                       {"meta": meta, "predictions": records})
+                    write_json(out_dir / f"predictions_{cfg.dataset}_{split}.json",
+                               {"meta": meta, "predictions": records})
                 print(f"{split}: " + json.dumps(metrics))
     except (ValueError, OSError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)

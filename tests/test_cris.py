@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from refseg_core.models import build_model
-from refseg_core.models.cris import official_epoch_lrs
+from refseg_core.config import TrainConfig
+from refseg_core.optim import lr_by_epoch, official_epoch_lrs
 from refseg_core.models.cris_official import load_official_checkpoint, official_to_ours, ours_to_official
 from refseg_core.models.layers import sine_position_1d, sine_position_2d
 
@@ -144,8 +145,19 @@ def test_param_groups_match_official_split(tiny):
     assert id(named["neck.sentence_proj.0.weight"]) in ids["head"]
     assert len(ids["backbone"]) + len(ids["head"]) == len(named)
     assert not ids["backbone"] & ids["head"]
-    quirk = tiny.param_groups(1e-4, official_quirk=True)
-    assert quirk[0]["lr"] == pytest.approx(1e-4) and quirk[0]["initial_lr"] == pytest.approx(1e-5)
+    assert by_name["backbone"]["initial_lr"] == pytest.approx(1e-5)
+
+
+def test_engine_schedule_with_the_quirk_is_the_official_one(tiny):
+    """build_optimizer + end_epoch (what engine.train runs) give official_epoch_lrs with
+    official_lr_quirk, and the intended schedule (backbone x0.1 from epoch 1) without it."""
+    cfg = TrainConfig(model="cris_tiny", epochs=50, lr=1e-4, backbone_lr_mult=0.1, milestones=[35])
+    groups = tiny.param_groups(cfg.lr, cfg.backbone_lr_mult)
+    official = [official_epoch_lrs(groups, e, cfg.lr, cfg.milestones, cfg.lr_gamma) for e in range(1, 51)]
+    quirk = lr_by_epoch(TrainConfig(**dict(cfg.to_dict(), official_lr_quirk=True)), tiny)
+    assert quirk == [pytest.approx(row) for row in official]
+    intended = lr_by_epoch(cfg, tiny)
+    assert intended[0] == pytest.approx([1e-5, 1e-4]) and intended[1:] == quirk[1:]
 
 
 def test_official_epoch_lrs_reproduce_torch_multisteplr():

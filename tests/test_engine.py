@@ -15,7 +15,7 @@ from pycocotools import mask as mask_utils
 
 from _engine_data import synthetic_root, tiny_config
 from refseg_core import checkpoint as ckpt_mod
-from refseg_core import engine
+from refseg_core import engine, training
 from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.config import make_config
 from refseg_core.data.refer import Refer
@@ -124,7 +124,7 @@ def test_resume_after_an_epoch_is_exact(data_root, tmp_path):
 def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, monkeypatch):
     full = engine.train(tiny_config(data_root, tmp_path / "full", epochs=2), progress=False)
     calls = {"n": 0}
-    real = engine.train_step
+    real = training.train_step
 
     def step(*a, **k):
         calls["n"] += 1
@@ -132,7 +132,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
 
-    monkeypatch.setattr(engine, "train_step", step)
+    monkeypatch.setattr(training, "train_step", step)
     handler_before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(engine.TrainingInterrupted) as e:
         engine.train(tiny_config(data_root, tmp_path / "cut", epochs=2), progress=False)
@@ -141,7 +141,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
     assert (ck["epoch"], ck["step"], ck["epoch_step"]) == (1, 4, 1)
     # The engine's SIGTERM handler is gone again: the one installed before training is back.
     assert signal.getsignal(signal.SIGTERM) == handler_before
-    monkeypatch.setattr(engine, "train_step", real)
+    monkeypatch.setattr(training, "train_step", real)
     resumed = engine.train(tiny_config(data_root, tmp_path / "cut", epochs=2), progress=False,
                            resume=tmp_path / "cut" / "last.pt")
     assert _same(_weights(full.model), _weights(resumed.model), tol=1e-6)
@@ -154,7 +154,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
 
 @pytest.mark.slow
 def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
-    real = engine.train_step
+    real = training.train_step
     calls = {"n": 0}
 
     def step(*a, **k):
@@ -164,7 +164,7 @@ def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(data_root, tm
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(engine, "train_step", step)
+    monkeypatch.setattr(training, "train_step", step)
     with pytest.raises(engine.NonFiniteLossError) as e:
         engine.train(tiny_config(data_root, tmp_path, epochs=2), progress=False)
     msg = str(e.value)
@@ -198,7 +198,7 @@ def test_cuda_oom_names_the_batch_size(data_root, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine, "train_step", boom)
+    monkeypatch.setattr(training, "train_step", boom)
     with pytest.raises(engine.OutOfMemory, match="batch_size 4"):
         engine.train(tiny_config(data_root, tmp_path), progress=False)
 
@@ -222,13 +222,13 @@ def test_too_few_refs_for_one_batch(data_root, tmp_path):
 
 def test_official_lr_quirk_runs_epoch_one_backbone_at_full_lr(data_root, tmp_path, monkeypatch):
     seen = []
-    real = engine.train_step
+    real = training.backward_step
 
-    def step(loss_module, batch, optimizer, *a, **k):
+    def step(out, model, optimizer, *a, **k):
         seen.append([g["lr"] for g in optimizer.param_groups])
-        return real(loss_module, batch, optimizer, *a, **k)
+        return real(out, model, optimizer, *a, **k)
 
-    monkeypatch.setattr(engine, "train_step", step)
+    monkeypatch.setattr(training, "backward_step", step)
     engine.train(tiny_config(data_root, tmp_path, epochs=2, warmup_steps=0, official_lr_quirk=True,
                              milestones=[5], max_train_items=8), progress=False)
     # lts_tiny groups: [backbone, head]; backbone_lr_mult 0.5

@@ -19,13 +19,13 @@ Reproduction notes (behaviour of the official code, reproduced on purpose):
 * (b) ``token_embedding.requires_grad_ = False`` in the official CLIP is an attribute *assignment*, not
   a call, so the token embedding trains. Default ``freeze_token_embedding=False`` does the same; ``True``
   does what was meant.
-* (a) see :func:`official_epoch_lrs`: the official optimiser runs the backbone at the base lr in epoch 1.
+* (a) see :func:`refseg_core.optim.official_epoch_lrs`: the official optimiser runs the backbone at the
+  base lr in epoch 1.
 * The sentence projection uses BatchNorm1d, so a training batch needs at least 2 samples.
 """
 
 from __future__ import annotations
 
-import bisect
 
 import torch
 import torch.nn.functional as F
@@ -251,7 +251,7 @@ class CRIS(RefSegModel):
         bce = F.binary_cross_entropy_with_logits(logits, target)
         return dict(loss=bce, logits=logits, bce=bce.detach())
 
-    def param_groups(self, lr: float, backbone_lr_mult: float = 0.1, official_quirk: bool = False) -> list[dict]:
+    def param_groups(self, lr: float, backbone_lr_mult: float = 0.1) -> list[dict]:
         """Two Adam groups, as the official ``build_segmenter``:
 
         * ``backbone``: parameters named ``backbone.*`` except those whose name contains
@@ -259,10 +259,9 @@ class CRIS(RefSegModel):
           (the new ``visual.attnpool.connect`` branch is in this group too);
         * ``head``: everything else, including both positional embeddings, at ``lr``.
 
-        Each group carries ``initial_lr`` (what the official scheduler decays from). With
-        ``official_quirk=True`` the backbone group *starts* at ``lr`` (official epoch 1; see
-        :func:`official_epoch_lrs`), and the engine should set the epoch's rates with that function.
-        Frozen parameters are left out.
+        Each group carries ``initial_lr`` (what the official scheduler decays from). The official first
+        epoch, which runs the backbone at ``lr`` too, is :func:`refseg_core.optim.official_epoch_lrs`
+        (``official_lr_quirk`` in :func:`refseg_core.optim.build_optimizer`). Frozen parameters are left out.
         """
         backbone, head = [], []
         for name, p in self.named_parameters():
@@ -271,28 +270,8 @@ class CRIS(RefSegModel):
             is_backbone = name.startswith("backbone.") and "positional_embedding" not in name
             (backbone if is_backbone else head).append(p)
         b_lr = lr * backbone_lr_mult
-        return [dict(params=backbone, lr=lr if official_quirk else b_lr, initial_lr=b_lr, name="backbone"),
+        return [dict(params=backbone, lr=b_lr, initial_lr=b_lr, name="backbone"),
                 dict(params=head, lr=lr, initial_lr=lr, name="head")]
-
-
-def official_epoch_lrs(groups: list[dict], epoch: int, base_lr: float, milestones=(35,), gamma: float = 0.1) -> list[float]:
-    """The learning rate of each param group during 1-based ``epoch`` in the official ``train.py``.
-
-    Official quirk (a): its param groups carry only ``initial_lr``, so ``Adam(param_list, lr=base_lr)``
-    gives *every* group ``lr = base_lr``; ``MultiStepLR``'s construction step keeps the current rates, so
-    epoch 1 runs the backbone at ``base_lr`` (1e-4, not 1e-5). After epoch ``e`` the script calls
-    ``scheduler.step(e)``, whose closed form sets ``initial_lr * gamma ** bisect_right(milestones, e)``:
-    from epoch 2 the backbone runs at ``0.1 * base_lr``, and after epoch 35 every group is decayed x0.1.
-
-    ``groups`` are those of :meth:`CRIS.param_groups` (their ``initial_lr`` is read). The engine sets
-    ``group["lr"]`` to these values at the start of each epoch to reproduce the official schedule.
-    """
-    if epoch < 1:
-        raise ValueError(f"epoch is 1-based, got {epoch}")
-    if epoch == 1:
-        return [float(base_lr) for _ in groups]
-    k = bisect.bisect_right(sorted(milestones), epoch - 1)
-    return [g["initial_lr"] * gamma**k for g in groups]
 
 
 # ----------------------------------------------------------------------------------------- builders

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from refseg_core.checkpoint import without_weight_sources
 from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.darknet import DarkNet53, load_darknet_weights
@@ -467,8 +468,9 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
 
     ``model.config`` rebuilds the same architecture and tokenizer with ``build_model(**model.config)``:
     it holds ``name`` and the vocabulary's words. Initial-weight sources (``pretrained``, ``glove_path``)
-    are stored as None there - the checkpoint's state dict carries the trained weights, so rebuilding
-    never needs those files - and kept in ``model.init_sources``.
+    are stored as None there (:func:`refseg_core.checkpoint.without_weight_sources`: the checkpoint's
+    state dict carries the trained weights, so rebuilding never needs those files) and kept in
+    ``model.init_sources``.
     """
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
@@ -504,8 +506,8 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
     if cfg["glove_path"] is not None:
         model.glove_found = model.text.init_from_glove(cfg["glove_path"], vocab.itos)
     model.init_sources = {"pretrained": cfg["pretrained"], "glove_path": cfg["glove_path"]}
-    model.config = dict(
-        cfg, name=name, vocab=list(vocab.itos[2:]), word_len=vocab.max_len, pretrained=None, glove_path=None
+    model.config = without_weight_sources(
+        dict(cfg, name=name, vocab=list(vocab.itos[2:]), word_len=vocab.max_len)
     )
     return model
 
