@@ -1,6 +1,6 @@
 """gRefCOCO no-target is a property of the ref (ReLA: ``ann_id == [-1]``), not of an empty mask.
 
-Values follow the rule of REFERENCE §3 / §7: a targeted sample predicted empty is FP (gIoU term 0,
+Values follow the rule of ReLA's ``gres_model/evaluation/refer_evaluation.py``: a targeted sample predicted empty is FP (gIoU term 0,
 U += |G|), a no-target sample predicted empty is TP (gIoU term 1). A targeted ref whose annotation decodes to an empty
 mask must therefore count as FP, where the old mask-based rule made it TP.
 """

@@ -84,7 +84,7 @@ def test_refer_format(root):
 
 
 def test_instances_segmentations(root):
-    """Non-crowd polygons only (REFERENCE §7); the written polygons decode to the areas and boxes."""
+    """Non-crowd polygons only (as ReLA's ``grefer.py`` and lichengunc/refer ``refer.py`` read them); the written polygons decode to the areas and boxes."""
     inst = _instances(root, "refcoco")
     imgs = {i["id"]: i for i in inst["images"]}
     for a in inst["annotations"]:

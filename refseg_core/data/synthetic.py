@@ -10,8 +10,8 @@ referring expressions checked for uniqueness (``synthetic_language``) and writes
     <out>/<dataset>/synthetic.json                        manifest, written last
 
 Format choices (checked against lichengunc/refer ``refer.py`` and henghuiding/gRefCOCO ``grefer.py``):
-- Only the annotation forms the real files use (REFERENCE §7): every object is non-crowd
-  (``iscrowd`` 0) and its ``segmentation`` is a list of flat polygons, like COCO's: the shape's outline,
+- Only the annotation forms the real files use (as ReLA's ``gres_model/data/datasets/grefer.py`` reads
+  them): every object is non-crowd (``iscrowd`` 0) and its ``segmentation`` is a list of flat polygons, like COCO's: the shape's outline,
   or, for an object partly hidden by another, one polygon per visible part traced from its mask (several
   parts when an occluder cuts it in two). A hole (a ring's, or an occluder inside an object) is cut open
   with a zero-width slit, as COCO annotators do, since a polygon list cannot express one. Real crowd
