@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 
-def official_epoch_lrs(groups: list[dict], epoch: int, base_lr: float, milestones=(35,), gamma: float = 0.1) -> list[float]:
+def official_epoch_lrs(groups: list[dict], epoch: int, base_lr: float, milestones=(35,),
+                       gamma: float = 0.1) -> list[float]:
     """The learning rate of each param group during 1-based ``epoch`` in the official CRIS.pytorch
     ``train.py`` (quirk (a)).
 

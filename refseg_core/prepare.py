@@ -39,7 +39,8 @@ def prepare_data(cfg: TrainConfig, info: distu.DistInfo | None = None):
         from refseg_core.data.synthetic import DATASET_NAME, ensure_synthetic
 
         if cfg.dataset not in DATASET_NAME:
-            raise ValueError(f"parameter 'dataset' is {cfg.dataset!r}; synthetic data exists for {sorted(DATASET_NAME)}")
+            raise ValueError(f"parameter 'dataset' is {cfg.dataset!r}; synthetic data exists for "
+                             f"{sorted(DATASET_NAME)}")
         if info.is_main:
             ensure_synthetic(cfg.data_root, cfg.dataset, cfg.synthetic_seed, cfg.synthetic_num_images,
                              cfg.synthetic_image_size)

@@ -189,8 +189,8 @@ class _Run:
                                           shuffle=True, seed=cfg.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // self.per_rank
         if self.steps_per_epoch == 0:
-            raise ValueError(f"split {cfg.train_split!r} has {len(self.train_ds)} training refs, fewer than one "
-                             f"batch (batch_size {cfg.batch_size}); lower batch_size or add data")
+            raise ValueError(f"split {cfg.train_split!r} has {len(self.train_ds)} training refs, fewer than "
+                             f"one batch (batch_size {cfg.batch_size}); lower batch_size or add data")
         self.val_loader = make_loader(val_ds, cfg.eval_batch_size or self.per_rank,
                                       Shard(len(val_ds), info.rank, info.world_size), cfg.num_workers,
                                       self.device, False)
@@ -208,16 +208,17 @@ class _Run:
         self.partial_loss = ckpt.get("epoch_loss") if self.skip_steps else None
         self.history = list(ckpt.get("history", []))
         set_rng_state(ckpt["rng"])
-        say(self.talk, f"resumed from {self.resume}: epoch {self.start_epoch} done, step {self.global_step}"
-                       + (f", {self.skip_steps} steps into epoch {self.start_epoch + 1}" if self.skip_steps else ""))
+        into = f", {self.skip_steps} steps into epoch {self.start_epoch + 1}" if self.skip_steps else ""
+        say(self.talk, f"resumed from {self.resume}: epoch {self.start_epoch} done, step {self.global_step}{into}")
 
     # ------------------------------------------------------------------------------------- the loop
     def fit(self) -> TrainResult:
         cfg, info = self.cfg, self.info
         self.t_start = time.time()
-        say(self.talk, f"training {cfg.model} on {cfg.dataset} ({len(self.train_ds)} refs, {self.steps_per_epoch} "
-                       f"steps/epoch, batch {cfg.batch_size} = {info.world_size} x {self.per_rank}) on "
-                       f"{self.device}, {sum(p.numel() for p in self.model.parameters()) / 1e6:.2f}M parameters")
+        n_params = sum(p.numel() for p in self.model.parameters()) / 1e6
+        say(self.talk, f"training {cfg.model} on {cfg.dataset} ({len(self.train_ds)} refs, "
+                       f"{self.steps_per_epoch} steps/epoch, batch {cfg.batch_size} = {info.world_size} x "
+                       f"{self.per_rank}) on {self.device}, {n_params:.2f}M parameters")
         if getattr(self.train_ds, "empty_sentences", 0):
             say(self.talk, f"{self.train_ds.empty_sentences} empty sentences in the training refs, tokenised "
                            "as [SOT, EOT]")
@@ -269,7 +270,8 @@ class _Run:
             # One collective for the global loss and the stop vote (signal / time limit).
             want_stop = stop.signum is not None or (
                 cfg.time_limit_s is not None and time.time() - self.t_start > cfg.time_limit_s)
-            vec = torch.tensor([float(out["loss"].detach()), float(want_stop)], device=device, dtype=torch.float64)
+            vec = torch.tensor([float(out["loss"].detach()), float(want_stop)], device=device,
+                               dtype=torch.float64)
             if info.enabled:
                 dist.all_reduce(vec)
                 vec[0] /= info.world_size
@@ -360,7 +362,7 @@ class _Run:
     def _finish(self) -> TrainResult:
         """Final metrics (and, on synthetic data, the baselines), ``metrics.json``, the result."""
         cfg, info = self.cfg, self.info
-        if not self.metrics:  # nothing left to train (resumed a finished run): still report the validation score
+        if not self.metrics:  # nothing left to train (resumed a finished run): still report validation
             self.metrics = self.run_eval()
         train_time = time.time() - self.t_start
         extra: dict = {}
@@ -377,7 +379,8 @@ class _Run:
                          "split_by": cfg.split_by, "split": cfg.val_split, "synthetic": cfg.synthetic,
                          "epochs": cfg.epochs, "steps": self.global_step, "stopped_early": self.stopped_early,
                          "threshold": cfg.eval_threshold, "train_time_s": round(train_time, 2),
-                         "world_size": info.world_size, "val_first_sentence_only": cfg.val_first_sentence_only},
+                         "world_size": info.world_size,
+                         "val_first_sentence_only": cfg.val_first_sentence_only},
             })
         return TrainResult(model=unwrap(self.model), history=self.history, metrics=self.metrics,
                            output_dir=self.out_dir, checkpoint=self.saved, config=cfg,
