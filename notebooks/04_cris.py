@@ -79,7 +79,6 @@ train_params = {k: v for k, v in dict(globals()).items() if k in field_names()}
 import inspect
 import json
 import time
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -96,7 +95,7 @@ from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.transforms import denormalize, letterbox_image, normalize
 from refseg_core.models import build_model
 from refseg_core.models.clip import DenseClipBackbone
-from refseg_core.models.cris import (CRIS, CRISNeck, DecoderLayer, TextToPixelProjector, official_epoch_lrs)
+from refseg_core.models.cris import CRIS, CRISNeck, DecoderLayer, TextToPixelProjector
 from refseg_core.viz import attention_to_words, curves, heatmap, overlay
 
 cfg = make_config(train_params)
@@ -502,26 +501,25 @@ print(f"|difference| = {abs(ours - plain):.2e}")
 #
 # The recipe says: Adam at $10^{-4}$, the CLIP backbone at $0.1\times$, decay $\times0.1$ at epoch 35.
 # The official parameter groups carry only `initial_lr`, so Adam gives every group the base rate, and the
-# scheduler corrects the backbone only after the first epoch. `official_epoch_lrs` reproduces that; the
-# intended schedule is what `engine.train` does by default (`official_lr_quirk: false`), simulated here
-# with the same optimiser and scheduler.
+# scheduler corrects the backbone only after the first epoch. `official_epoch_lrs` writes that rule down.
+# The engine's own optimiser and schedule (`engine.build_optimizer`, then `engine.end_epoch` after each
+# epoch) take epoch 1's rates from it when `official_lr_quirk: true`; by default (`false`) they run the
+# intended schedule. `engine.lr_by_epoch` runs those two functions without training, for both settings.
 
 # %%
-show(official_epoch_lrs)
+show(engine.official_epoch_lrs)
+show(engine.build_optimizer)
+show(engine.end_epoch)
 
 # %%
 base_lr, n_epochs, ms = 1e-4, 50, [35]
+recipe = make_config(dict(cfg.to_dict(), lr=base_lr, backbone_lr_mult=0.1, milestones=ms, lr_gamma=0.1,
+                          epochs=n_epochs, official_lr_quirk=False))
 groups = tiny0.param_groups(base_lr, 0.1)
-official_lrs = np.array([official_epoch_lrs(groups, e, base_lr, ms, 0.1) for e in range(1, n_epochs + 1)])
-opt = torch.optim.Adam(tiny0.param_groups(base_lr, 0.1), lr=base_lr)
-sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ms, gamma=0.1)
-intended_lrs = []
-with warnings.catch_warnings():  # no optimiser steps here: we only read the schedule
-    warnings.simplefilter("ignore", UserWarning)
-    for _ in range(n_epochs):
-        intended_lrs.append([g["lr"] for g in opt.param_groups])
-        sched.step()
-intended_lrs = np.array(intended_lrs)
+official_lrs = np.array([engine.official_epoch_lrs(groups, e, base_lr, ms, 0.1) for e in range(1, n_epochs + 1)])
+intended_lrs = np.array(engine.lr_by_epoch(recipe, tiny0))
+quirk_lrs = np.array(engine.lr_by_epoch(make_config(dict(recipe.to_dict(), official_lr_quirk=True)), tiny0))
+assert np.allclose(quirk_lrs, official_lrs)  # the engine with the quirk on runs the official schedule
 
 fig, ax = plt.subplots(figsize=(7, 3))
 e_axis = np.arange(1, n_epochs + 1)

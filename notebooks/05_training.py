@@ -79,8 +79,8 @@ if lts_config is not None:
                                        "output_dir": "../_build/runs/05_training_lts"})
 
 # %%
-import bisect
 import inspect
+import math
 import os
 import statistics
 import time
@@ -98,7 +98,6 @@ from refseg_core import distributed as distu
 from refseg_core import engine
 from refseg_core.checkpoint import atomic_torch_save
 from refseg_core.data.dataset import RefSegDataset, collate
-from refseg_core.models.cris import official_epoch_lrs
 from refseg_core.viz import curves
 
 # A dependency imports tqdm.auto, which warns that Jupyter widgets are missing; the book needs none.
@@ -170,33 +169,30 @@ display(Markdown("\n".join(rows)))
 #
 # **The learning-rate quirk.** The official parameter groups carry only `initial_lr`; `Adam(params,
 # lr=1e-4)` then gives *every* group $10^{-4}$, and the scheduler only switches the backbone to its
-# $\times0.1$ rate after the first epoch. `refseg_core.models.cris.official_epoch_lrs` writes that
-# behaviour down; next to it, the schedule `engine.train` builds (Adam over `model.param_groups`,
-# `MultiStepLR` stepped once per epoch), both for the full recipe's values:
+# $\times0.1$ rate after the first epoch. `engine.official_epoch_lrs` writes that rule down; next to it,
+# the schedule `engine.train` runs — `engine.build_optimizer` (Adam over `model.param_groups`,
+# `MultiStepLR`, the optional warm-up) and `engine.end_epoch` after each epoch, here through
+# `engine.lr_by_epoch` — both for the full recipe's values. With `official_lr_quirk: true` the same two
+# functions give the official rates (checked below).
 
 # %%
 _probe_cfg = make_config(dict(cris_config.to_dict(), pretrained=None))  # no weights needed for a schedule
 probe_refer = engine.prepare_data(_probe_cfg)
 probe_model = engine.build_model_for(_probe_cfg, probe_refer)
 groups = probe_model.param_groups(full_recipe.lr, full_recipe.backbone_lr_mult)
-opt = torch.optim.Adam([dict(g) for g in groups], lr=full_recipe.lr)
-sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=full_recipe.milestones,
-                                             gamma=full_recipe.lr_gamma)
-ours_by_epoch = {}
-for epoch in range(1, full_recipe.epochs + 1):
-    ours_by_epoch[epoch] = [g["lr"] for g in opt.param_groups]
-    opt.step()  # no gradients: nothing changes, but the scheduler expects a step first
-    sched.step()
-for g in groups:
-    g.setdefault("initial_lr", g["lr"])
+ours_by_epoch = dict(enumerate(engine.lr_by_epoch(full_recipe, probe_model), start=1))
+quirk_by_epoch = dict(enumerate(engine.lr_by_epoch(make_config(dict(full_recipe.to_dict(), official_lr_quirk=True)),
+                                                   probe_model), start=1))
 names = [g.get("name", str(i)) for i, g in enumerate(groups)]
 show = sorted({1, 2, *full_recipe.milestones, *(m + 1 for m in full_recipe.milestones), full_recipe.epochs})
 rows = ["| epoch | " + " | ".join([f"official {n}" for n in names] + [f"ours {n}" for n in names]) + " |",
         "|---" * (1 + 2 * len(names)) + "|"]
-for e in show:
-    off = official_epoch_lrs(groups, e, full_recipe.lr, full_recipe.milestones, full_recipe.lr_gamma)
-    rows.append(f"| {e} | " + " | ".join(f"{v:.0e}" for v in off) + " | "
-                + " | ".join(f"{v:.0e}" for v in ours_by_epoch[e]) + " |")
+for e in range(1, full_recipe.epochs + 1):
+    off = engine.official_epoch_lrs(groups, e, full_recipe.lr, full_recipe.milestones, full_recipe.lr_gamma)
+    assert all(math.isclose(a, b) for a, b in zip(off, quirk_by_epoch[e])), e  # official_lr_quirk: true
+    if e in show:
+        rows.append(f"| {e} | " + " | ".join(f"{v:.0e}" for v in off) + " | "
+                    + " | ".join(f"{v:.0e}" for v in ours_by_epoch[e]) + " |")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
@@ -258,14 +254,14 @@ def make_stepper(prec: str, channels_last: bool):
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
     loss_module = engine.LossModule(m, cfg.dice_weight)
-    optimizer = torch.optim.Adam(m.parameters(), lr=cfg.lr)
+    optimizer, _, _ = engine.build_optimizer(cfg, m)  # the run's Adam and parameter groups
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     amp = engine.amp_dtype(prec, dev)
 
     def step() -> tuple[float, float]:
         sync()
         t0 = time.perf_counter()
-        out = engine.train_step(loss_module, batch, optimizer, scaler, cfg, dev, amp)
+        out = engine.train_step(loss_module, batch, dev, amp, channels_last=cfg.channels_last)
         engine.backward_step(out, loss_module, optimizer, scaler, cfg)
         sync()
         return time.perf_counter() - t0, float(out["loss"].detach())
