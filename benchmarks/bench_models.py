@@ -25,13 +25,17 @@ import torch
 
 from benchmarks.env import environment
 from benchmarks.flops import mfu, model_flops_per_image, peak_tflops
-from benchmarks.timing import PeakMemory, summarise, sync, time_calls
+from benchmarks.timing import PeakMemory, summarise, time_calls
 from refseg_core import engine
 from refseg_core.models import build_model
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-EXPRESSIONS = ["the man on the left in a red shirt holding a black umbrella", "dog", "the small blue ring",
-               "second car from the right behind the bus"]
+EXPRESSIONS = [
+    "the man on the left in a red shirt holding a black umbrella",
+    "dog",
+    "the small blue ring",
+    "second car from the right behind the bus",
+]
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,9 @@ class BenchConfig:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
 
-def config_grid(precisions=PRECISIONS, channels_last=(False, True),
-                compile=(False, True)) -> list[BenchConfig]:
+def config_grid(
+    precisions=PRECISIONS, channels_last=(False, True), compile=(False, True)
+) -> list[BenchConfig]:
     return [BenchConfig(p, c, k) for p, c, k in itertools.product(precisions, channels_last, compile)]
 
 
@@ -61,7 +66,7 @@ def make_batch(model, batch: int, size: int, device: torch.device, seed: int = 0
     images = torch.randn(batch, 3, size, size, generator=g)
     tokens = model.tokenizer([EXPRESSIONS[i % len(EXPRESSIONS)] for i in range(batch)])
     masks = torch.zeros(batch, 1, size, size)
-    masks[:, :, size // 4: 3 * size // 4, size // 3: 2 * size // 3] = 1.0
+    masks[:, :, size // 4 : 3 * size // 4, size // 3 : 2 * size // 3] = 1.0
     return dict(image=images.to(device), tokens=tokens.to(device), mask=masks.to(device))
 
 
@@ -78,8 +83,14 @@ def _base_row(kind: str, name: str, size: int, batch: int, cfg: BenchConfig, dev
 def _finish(row: dict, times: list[float], batch: int, mem: PeakMemory, flops: int | None, device) -> dict:
     stats = summarise(times)
     ips = batch / stats["median_s"]
-    row.update(stats, images_per_s=round(ips, 3), latency_ms=round(1000 * stats["median_s"], 3),
-               peak_mem_mib=mem.mib, peak_mem_kind=mem.kind, flops_per_image=flops)
+    row.update(
+        stats,
+        images_per_s=round(ips, 3),
+        latency_ms=round(1000 * stats["median_s"], 3),
+        peak_mem_mib=mem.mib,
+        peak_mem_kind=mem.kind,
+        flops_per_image=flops,
+    )
     if device.type == "cuda":
         peak, basis = peak_tflops(torch.cuda.get_device_name(device), row["precision"])
         row.update(mfu=mfu(flops, ips, peak), peak_tflops=peak, peak_basis=basis)
@@ -87,8 +98,9 @@ def _finish(row: dict, times: list[float], batch: int, mem: PeakMemory, flops: i
 
 
 def _error_row(row: dict, exc: BaseException) -> dict:
-    row.update(error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
-               images_per_s=None)
+    row.update(
+        error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500], images_per_s=None
+    )
     return row
 
 
@@ -100,10 +112,10 @@ def train_step_fn(model, batch: dict, cfg: BenchConfig, device: torch.device, lr
     loss_module = engine.LossModule(model)
     if cfg.compile:
         loss_module = torch.compile(loss_module)
-    step_cfg = types.SimpleNamespace(channels_last=cfg.channels_last, grad_clip=None)
+    step_cfg = types.SimpleNamespace(grad_clip=None)
 
     def step():
-        out = engine.train_step(loss_module, batch, optimizer, scaler, step_cfg, device, amp)
+        out = engine.train_step(loss_module, batch, device, amp, channels_last=cfg.channels_last)
         engine.backward_step(out, loss_module, optimizer, scaler, step_cfg)
 
     return step
@@ -127,10 +139,21 @@ def _reset_compiler():
         torch._dynamo.reset()
 
 
-def bench_model(model_or_name, device: torch.device | str, size: int, train_batch: int, infer_batch: int,
-                configs: list[BenchConfig], warmup: int = 1, repeats: int = 3, latency_repeats: int = 5,
-                kinds=("train_step", "inference_latency", "inference_throughput"), count_flops: bool = True,
-                seed: int = 0, **overrides) -> list[dict]:
+def bench_model(
+    model_or_name,
+    device: torch.device | str,
+    size: int,
+    train_batch: int,
+    infer_batch: int,
+    configs: list[BenchConfig],
+    warmup: int = 1,
+    repeats: int = 3,
+    latency_repeats: int = 5,
+    kinds=("train_step", "inference_latency", "inference_throughput"),
+    count_flops: bool = True,
+    seed: int = 0,
+    **overrides,
+) -> list[dict]:
     """Rows for one model over ``configs``: a ``train_step`` row at ``train_batch``, an
     ``inference_latency`` row at batch 1 and an ``inference_throughput`` row at ``infer_batch``.
 
@@ -165,8 +188,12 @@ def bench_model(model_or_name, device: torch.device | str, size: int, train_batc
                     fn = inference_fn(model, batch, cfg, device)
                 fn()  # untimed: the first call pays for compilation / allocator growth / Adam state
                 with PeakMemory(device) as mem:
-                    times = time_calls(fn, device, warmup=warmup, repeats=latency_repeats
-                                       if kind == "inference_latency" else repeats)
+                    times = time_calls(
+                        fn,
+                        device,
+                        warmup=warmup,
+                        repeats=latency_repeats if kind == "inference_latency" else repeats,
+                    )
                 f = flops.get("train_step" if kind == "train_step" else "inference")
                 rows.append(_finish(row, times, b, mem, f, device))
             except Exception as exc:  # noqa: BLE001 - OOM, compiler errors: recorded as an error row
@@ -185,8 +212,13 @@ def bench_model(model_or_name, device: torch.device | str, size: int, train_batc
 
 def _print_row(row: dict) -> None:
     cfg = f"{row['precision']}{' cl' if row['channels_last'] else ''}{' compile' if row['compile'] else ''}"
-    what = (f"{row['images_per_s']:.2f} img/s, {row['latency_ms']:.1f} ms, peak {row['peak_mem_mib']} MiB"
-            if row.get("images_per_s") else f"ERROR {row.get('error')}")
-    print(f"  {row['model']:10s} {row['kind']:21s} b={row['batch']:<3d} {cfg:18s} {what}"
-          f"  load {row['loadavg']}",
-          flush=True)
+    what = (
+        f"{row['images_per_s']:.2f} img/s, {row['latency_ms']:.1f} ms, peak {row['peak_mem_mib']} MiB"
+        if row.get("images_per_s")
+        else f"ERROR {row.get('error')}"
+    )
+    print(
+        f"  {row['model']:10s} {row['kind']:21s} b={row['batch']:<3d} {cfg:18s} {what}"
+        f"  load {row['loadavg']}",
+        flush=True,
+    )

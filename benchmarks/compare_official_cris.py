@@ -27,10 +27,8 @@ import datetime
 import importlib
 import importlib.util
 import json
-import os
 import platform
 import sys
-import tempfile
 import types
 from pathlib import Path
 
@@ -39,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from refseg_core.io import atomic_path  # noqa: E402
 from refseg_core.models.cris import cris_r50, cris_r101  # noqa: E402
 from refseg_core.models.cris_official import official_to_ours, ours_to_official  # noqa: E402
 
@@ -47,10 +46,30 @@ EXPRESSIONS = [
     "dog",
 ]
 OFFICIAL_CFG = {  # official config/refcoco/cris_r50.yaml and cris_r101.yaml (TRAIN section)
-    "RN50": dict(word_len=17, word_dim=1024, vis_dim=512, fpn_in=[512, 1024, 1024], fpn_out=[256, 512, 1024],
-                 num_layers=3, num_head=8, dim_ffn=2048, dropout=0.1, intermediate=False),
-    "RN101": dict(word_len=17, word_dim=512, vis_dim=512, fpn_in=[512, 1024, 512], fpn_out=[256, 512, 1024],
-                  num_layers=3, num_head=8, dim_ffn=2048, dropout=0.1, intermediate=False),
+    "RN50": dict(
+        word_len=17,
+        word_dim=1024,
+        vis_dim=512,
+        fpn_in=[512, 1024, 1024],
+        fpn_out=[256, 512, 1024],
+        num_layers=3,
+        num_head=8,
+        dim_ffn=2048,
+        dropout=0.1,
+        intermediate=False,
+    ),
+    "RN101": dict(
+        word_len=17,
+        word_dim=512,
+        vis_dim=512,
+        fpn_in=[512, 1024, 512],
+        fpn_out=[256, 512, 1024],
+        num_layers=3,
+        num_head=8,
+        dim_ffn=2048,
+        dropout=0.1,
+        intermediate=False,
+    ),
 }
 
 
@@ -106,7 +125,9 @@ def _count(module) -> int:
 
 
 def _official_tokens(repo: Path, texts, word_len):
-    spec = importlib.util.spec_from_file_location("official_simple_tokenizer", repo / "utils" / "simple_tokenizer.py")
+    spec = importlib.util.spec_from_file_location(
+        "official_simple_tokenizer", repo / "utils" / "simple_tokenizer.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     tok = mod.SimpleTokenizer()
@@ -129,12 +150,17 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--official-commit", default=None, help="recorded in the JSON when the checkout has no .git")
+    ap.add_argument(
+        "--official-commit", default=None, help="recorded in the JSON when the checkout has no .git"
+    )
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default refseg_core/evidence/...)")
     args = ap.parse_args(argv)
     if args.official_repo is None:
-        ap.exit(2, "compare_official_cris.py: --official-repo PATH is required (a checkout of "
-                   "github.com/DerrickWang005/CRIS.pytorch); nothing was compared.\n")
+        ap.exit(
+            2,
+            "compare_official_cris.py: --official-repo PATH is required (a checkout of "
+            "github.com/DerrickWang005/CRIS.pytorch); nothing was compared.\n",
+        )
     repo = args.official_repo.resolve()
     segmenter = _import_official(repo)
     torch.manual_seed(args.seed)
@@ -193,32 +219,60 @@ def main(argv=None) -> int:
     # largest gradient overall (some gradients are zero in exact arithmetic, e.g. a key bias under
     # softmax, and hold only rounding noise).
     floor = 1e-4 * grad_scale
-    rel = sorted(((diff(mapped_grads[k], ref_grads[k]) / max(float(ref_grads[k].abs().max()), floor), k)
-                  for k in ref_grads), reverse=True)
+    rel = sorted(
+        (
+            (diff(mapped_grads[k], ref_grads[k]) / max(float(ref_grads[k].abs().max()), floor), k)
+            for k in ref_grads
+        ),
+        reverse=True,
+    )
 
     result = dict(
         device=str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        torch=torch.__version__, python=platform.python_version(),
+        torch=torch.__version__,
+        python=platform.python_version(),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        arch=args.arch, input_size=args.size, batch=args.batch, seed=args.seed,
+        arch=args.arch,
+        input_size=args.size,
+        batch=args.batch,
+        seed=args.seed,
         logits_shape=list(got.shape),
         max_abs_diff=diff(got, ref),
         max_abs_logit=float(ref.abs().max()),
         max_abs_v5=float(ref_vis[2].abs().max()),
-        max_abs_diff_parts=dict(v3=diff(got_vis[0], ref_vis[0]), v4=diff(got_vis[1], ref_vis[1]),
-                                v5=diff(got_vis[2], ref_vis[2]), words=diff(got_words, ref_words),
-                                state=diff(got_state, ref_state)),
-        train_mode_no_dropout=dict(loss_ours=float(got_loss.detach()), loss_official=float(ref_loss.detach()),
-                                   loss_abs_diff=abs(float(got_loss.detach()) - float(ref_loss.detach())),
-                                   grads_compared=len(ref_grads), same_grad_keys=set(mapped_grads) == set(ref_grads),
-                                   max_abs_grad_diff=grad_diff, max_abs_grad=grad_scale,
-                                   worst_relative_grad_diff={k: r for r, k in rel[:3]},
-                                   median_relative_grad_diff=rel[len(rel) // 2][0]),
+        max_abs_diff_parts=dict(
+            v3=diff(got_vis[0], ref_vis[0]),
+            v4=diff(got_vis[1], ref_vis[1]),
+            v5=diff(got_vis[2], ref_vis[2]),
+            words=diff(got_words, ref_words),
+            state=diff(got_state, ref_state),
+        ),
+        train_mode_no_dropout=dict(
+            loss_ours=float(got_loss.detach()),
+            loss_official=float(ref_loss.detach()),
+            loss_abs_diff=abs(float(got_loss.detach()) - float(ref_loss.detach())),
+            grads_compared=len(ref_grads),
+            same_grad_keys=set(mapped_grads) == set(ref_grads),
+            max_abs_grad_diff=grad_diff,
+            max_abs_grad=grad_scale,
+            worst_relative_grad_diff={k: r for r, k in rel[:3]},
+            median_relative_grad_diff=rel[len(rel) // 2][0],
+        ),
         params=dict(
-            ours=dict(total=_count(ours), clip=_count(ours.backbone), fpn=_count(ours.neck),
-                      decoder=_count(ours.decoder), projector=_count(ours.projector)),
-            official=dict(total=_count(official), clip=_count(official.backbone), fpn=_count(official.neck),
-                          decoder=_count(official.decoder), projector=_count(official.proj)),
+            ours=dict(
+                total=_count(ours),
+                clip=_count(ours.backbone),
+                fpn=_count(ours.neck),
+                decoder=_count(ours.decoder),
+                projector=_count(ours.projector),
+            ),
+            official=dict(
+                total=_count(official),
+                clip=_count(official.backbone),
+                fpn=_count(official.neck),
+                decoder=_count(official.decoder),
+                projector=_count(official.proj),
+            ),
         ),
         key_mapping_roundtrip=roundtrip_ok,
         tokens_match_official_tokenizer=tokens_match,
@@ -227,10 +281,8 @@ def main(argv=None) -> int:
     name = "cpu" if device.type == "cpu" else torch.cuda.get_device_name(device).replace(" ", "_")
     suffix = "" if args.arch == "RN50" else f"_{args.arch.lower()}"  # RN50 keeps the name chapter 4 reads
     out = args.out or ROOT / "benchmarks" / "results" / f"cris_equivalence_{name}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f.name, out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))
     print(f"wrote {out}")
     return 0

@@ -12,10 +12,11 @@ import datetime
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
+
+from refseg_core.io import atomic_path
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "refseg_core" / "evidence"  # committed with the package
 
@@ -66,21 +67,13 @@ def environment(device: torch.device) -> dict:
 
 def write_rows(path: str | os.PathLike, rows: list[dict]) -> Path:
     """Write ``rows`` as a JSON list to ``path`` atomically (temp file in the same folder, then
-    ``os.replace``), so an interrupted run never leaves half a file."""
+    ``os.replace``, :func:`refseg_core.io.atomic_path`), so an interrupted run never leaves half a file."""
     path = Path(path)
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise TypeError(f"{path}: rows must be a list of dicts")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f, indent=1, allow_nan=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(rows, indent=1, allow_nan=True) + "\n")
     return path
 
 

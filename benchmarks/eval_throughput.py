@@ -22,32 +22,73 @@ from refseg_core.models import build_model
 SENTENCES_PER_IMAGE = 7.0  # measured on the synthetic refcoco train split (~7.3 per train image)
 
 
-def eval_row(model_name: str, data_root: str | Path, num_sentences: int = 10_000, image_size: int = 96,
-             input_size: int = 128, batch_size: int = 32, workers: int = 0, precision: str = "auto",
-             device: str | torch.device = "cpu", gen_workers: int = 0, **overrides) -> dict:
+def eval_row(
+    model_name: str,
+    data_root: str | Path,
+    num_sentences: int = 10_000,
+    image_size: int = 96,
+    input_size: int = 128,
+    batch_size: int = 32,
+    workers: int = 0,
+    precision: str = "auto",
+    device: str | torch.device = "cpu",
+    gen_workers: int = 0,
+    **overrides,
+) -> dict:
     """One row: ``sentences_per_s`` of a full evaluation of ``num_sentences`` sentences."""
     device = torch.device(device)
     num_images = max(8, int(num_sentences / (0.7 * SENTENCES_PER_IMAGE)) + 1)
-    root = ensure_synthetic(data_root, "refcoco", seed=0, num_images=num_images, image_size=image_size,
-                            num_workers=gen_workers, regenerate=True)  # a benchmark's scratch cache
+    root = ensure_synthetic(
+        data_root,
+        "refcoco",
+        seed=0,
+        num_images=num_images,
+        image_size=image_size,
+        num_workers=gen_workers,
+        regenerate=True,
+    )  # a benchmark's scratch cache
     refer = Refer(root, "refcoco", "unc")
     available = len(refer.sentences("train"))
     if available < num_sentences:
-        raise ValueError(f"{root}: the generated train split has {available} sentences, fewer than "
-                         f"num_sentences={num_sentences}; raise SENTENCES_PER_IMAGE's margin")
+        raise ValueError(
+            f"{root}: the generated train split has {available} sentences, fewer than "
+            f"num_sentences={num_sentences}; raise SENTENCES_PER_IMAGE's margin"
+        )
     torch.manual_seed(0)
     model = build_model(model_name, **overrides).to(device).eval()
-    row = dict(environment(device), kind="evaluation", model=model_name, input_size=input_size,
-               batch=batch_size,
-               workers=workers, precision=precision, image_size=image_size,
-               dataset=f"synthetic refcoco ({len(refer.images)} images)", split="train (all sentences)")
+    row = dict(
+        environment(device),
+        kind="evaluation",
+        model=model_name,
+        input_size=input_size,
+        batch=batch_size,
+        workers=workers,
+        precision=precision,
+        image_size=image_size,
+        dataset=f"synthetic refcoco ({len(refer.images)} images)",
+        split="train (all sentences)",
+    )
     t0 = time.perf_counter()
-    metrics = engine.evaluate(model, refer, split="train", input_size=input_size, batch_size=batch_size,
-                              device=device, max_items=num_sentences, precision=precision,
-                              num_workers=workers)
+    metrics = engine.evaluate(
+        model,
+        refer,
+        split="train",
+        input_size=input_size,
+        batch_size=batch_size,
+        device=device,
+        max_items=num_sentences,
+        precision=precision,
+        num_workers=workers,
+    )
     seconds = time.perf_counter() - t0
-    row.update(sentences=int(metrics["n"]), seconds=round(seconds, 3),
-               sentences_per_s=round(metrics["n"] / seconds, 3))
-    print(f"  evaluate {model_name} @ {input_size}: {row['sentences']} sentences in {seconds:.1f} s = "
-          f"{row['sentences_per_s']:.1f}/s  load {row['loadavg']}", flush=True)
+    row.update(
+        sentences=int(metrics["n"]),
+        seconds=round(seconds, 3),
+        sentences_per_s=round(metrics["n"] / seconds, 3),
+    )
+    print(
+        f"  evaluate {model_name} @ {input_size}: {row['sentences']} sentences in {seconds:.1f} s = "
+        f"{row['sentences_per_s']:.1f}/s  load {row['loadavg']}",
+        flush=True,
+    )
     return row

@@ -62,6 +62,7 @@ def model_flops_per_image(model, batch: dict, train: bool) -> int:
             def fn():
                 with torch.no_grad():
                     model(images, tokens)
+
         total = count_flops(fn)
     finally:
         model.zero_grad(set_to_none=True)

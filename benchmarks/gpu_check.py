@@ -44,10 +44,34 @@ from benchmarks.flops import mfu, model_flops_per_image, peak_tflops  # noqa: E4
 from benchmarks.timing import PeakMemory, sync  # noqa: E402
 
 SCHEMA_KEYS = ("part", "kind", "device", "device_type", "torch", "date")  # every row has these
-FULL = dict(size=416, batch=32, rounds=8, steps_per_round=5, train_images=4000, train_image_size=256,
-            train_epochs=5, eval_sentences=3000, eval_image_size=480, eval_batch=64, workers=8, loader_batches=40)
-TINY = dict(size=64, batch=2, rounds=2, steps_per_round=1, train_images=8, train_image_size=64,
-            train_epochs=1, eval_sentences=16, eval_image_size=64, eval_batch=4, workers=0, loader_batches=2)
+FULL = dict(
+    size=416,
+    batch=32,
+    rounds=8,
+    steps_per_round=5,
+    train_images=4000,
+    train_image_size=256,
+    train_epochs=5,
+    eval_sentences=3000,
+    eval_image_size=480,
+    eval_batch=64,
+    workers=8,
+    loader_batches=40,
+)
+TINY = dict(
+    size=64,
+    batch=2,
+    rounds=2,
+    steps_per_round=1,
+    train_images=8,
+    train_image_size=64,
+    train_epochs=1,
+    eval_sentences=16,
+    eval_image_size=64,
+    eval_batch=4,
+    workers=0,
+    loader_batches=2,
+)
 # Seconds each part needs on an H200 at FULL sizes (estimates; a part is skipped when less remains).
 ESTIMATE_S = dict(official=60, lts=15, training=150, eval_data=40, compile=90)
 
@@ -156,19 +180,31 @@ def part_official(check: Check, compiled: bool = False) -> None:
     peak_bf16 = peak_tflops(torch.cuda.get_device_name(dev), "bf16")[0] if dev.type == "cuda" else None
     peak_off = peak_tflops(torch.cuda.get_device_name(dev), off_prec)[0] if dev.type == "cuda" else None
     check.shared.setdefault("train_ips", ips["ours"])
-    check.add(part, "train_step_vs_official", model="cris_r50", input_size=s["size"], batch=s["batch"],
-              ours_config="bf16+channels_last" + ("+compile" if compiled else ""),
-              official_config=f"{off_prec} autocast{' + GradScaler' if off_prec == 'fp16' else ''}, eager, NCHW",
-              ours_images_per_s=round(ips["ours"], 2), official_images_per_s=round(ips["official"], 2) if ips["official"] else None,
-              speedup=round(ips["ours"] / ips["official"], 3) if ips["official"] else None,
-              official_skipped=check.shared.get("official_missing"), rounds=len(times["ours"]),
-              steps_per_round=s["steps_per_round"],
-              ours_round_s=[round(t, 5) for t in times["ours"]], official_round_s=[round(t, 5) for t in times["official"]],
-              ours_peak_mem_mib=peaks["ours"], official_peak_mem_mib=peaks["official"],
-              peak_mem_note="max allocated during one step, both models and both optimisers resident",
-              first_call_s=round(first_call_s, 2), **({"compile_s": round(first_call_s, 2)} if compiled else {}),
-              flops_per_image=flops, ours_mfu=mfu(flops, ips["ours"], peak_bf16),
-              official_mfu=mfu(flops, ips["official"], peak_off))
+    check.add(
+        part,
+        "train_step_vs_official",
+        model="cris_r50",
+        input_size=s["size"],
+        batch=s["batch"],
+        ours_config="bf16+channels_last" + ("+compile" if compiled else ""),
+        official_config=f"{off_prec} autocast{' + GradScaler' if off_prec == 'fp16' else ''}, eager, NCHW",
+        ours_images_per_s=round(ips["ours"], 2),
+        official_images_per_s=round(ips["official"], 2) if ips["official"] else None,
+        speedup=round(ips["ours"] / ips["official"], 3) if ips["official"] else None,
+        official_skipped=check.shared.get("official_missing"),
+        rounds=len(times["ours"]),
+        steps_per_round=s["steps_per_round"],
+        ours_round_s=[round(t, 5) for t in times["ours"]],
+        official_round_s=[round(t, 5) for t in times["official"]],
+        ours_peak_mem_mib=peaks["ours"],
+        official_peak_mem_mib=peaks["official"],
+        peak_mem_note="max allocated during one step, both models and both optimisers resident",
+        first_call_s=round(first_call_s, 2),
+        **({"compile_s": round(first_call_s, 2)} if compiled else {}),
+        flops_per_image=flops,
+        ours_mfu=mfu(flops, ips["ours"], peak_bf16),
+        official_mfu=mfu(flops, ips["official"], peak_off),
+    )
     ours.zero_grad(set_to_none=True)
     if official is not None:
         official.zero_grad(set_to_none=True)
@@ -179,8 +215,17 @@ def part_official(check: Check, compiled: bool = False) -> None:
 def part_lts(check: Check) -> None:
     """Part 2: LTS train step at full size, bf16 + channels_last."""
     s = check.sizes
-    for r in bench_model("lts", check.device, s["size"], s["batch"], s["batch"], [BenchConfig("bf16", True)],
-                         warmup=1, repeats=max(3, s["rounds"] * s["steps_per_round"]), kinds=("train_step",)):
+    for r in bench_model(
+        "lts",
+        check.device,
+        s["size"],
+        s["batch"],
+        s["batch"],
+        [BenchConfig("bf16", True)],
+        warmup=1,
+        repeats=max(3, s["rounds"] * s["steps_per_round"]),
+        kinds=("train_step",),
+    ):
         check.add("lts", r.pop("kind"), **{k: v for k, v in r.items() if k not in SCHEMA_KEYS})
 
 
@@ -191,33 +236,79 @@ def part_training(check: Check) -> None:
 
     s, work = check.sizes, check.out / "_work"
     t_data = time.time()  # generated here with all workers; train() then finds it (same manifest)
-    ensure_synthetic(work / "train_data", "refcoco", 0, s["train_images"], s["train_image_size"],
-                     num_workers=s["workers"], regenerate=True)  # _work is this script's scratch
+    ensure_synthetic(
+        work / "train_data",
+        "refcoco",
+        0,
+        s["train_images"],
+        s["train_image_size"],
+        num_workers=s["workers"],
+        regenerate=True,
+    )  # _work is this script's scratch
     data_s = time.time() - t_data
     guard = max(30.0, check.remaining() - 60)  # a loud guard only: the row says if it stopped the run
-    cfg = dict(model="cris_r50", pretrained=None, dataset="refcoco", split_by="unc", synthetic=True,
-               data_root=str(work / "train_data"), synthetic_num_images=s["train_images"],
-               synthetic_image_size=s["train_image_size"], input_size=s["size"], epochs=s["train_epochs"],
-               batch_size=s["batch"], lr=1e-4, backbone_lr_mult=1.0, milestones=[max(1, s["train_epochs"] - 1)],
-               warmup_steps=50 if s is FULL else 0, dice_weight=1.0, precision="bf16",
-               channels_last=True, device=str(check.device), num_workers=s["workers"], seed=0,
-               output_dir=str(work / "train_run"), log_every=10 if s is FULL else 1, tensorboard=False,
-               max_eval_items=2000, time_limit_s=guard)
+    cfg = dict(
+        model="cris_r50",
+        pretrained=None,
+        dataset="refcoco",
+        split_by="unc",
+        synthetic=True,
+        data_root=str(work / "train_data"),
+        synthetic_num_images=s["train_images"],
+        synthetic_image_size=s["train_image_size"],
+        input_size=s["size"],
+        epochs=s["train_epochs"],
+        batch_size=s["batch"],
+        lr=1e-4,
+        backbone_lr_mult=1.0,
+        milestones=[max(1, s["train_epochs"] - 1)],
+        warmup_steps=50 if s is FULL else 0,
+        dice_weight=1.0,
+        precision="bf16",
+        channels_last=True,
+        device=str(check.device),
+        num_workers=s["workers"],
+        seed=0,
+        output_dir=str(work / "train_run"),
+        log_every=10 if s is FULL else 1,
+        tensorboard=False,
+        max_eval_items=2000,
+        time_limit_s=guard,
+    )
     t0 = time.time()
     result = engine.train(cfg, progress=True, overwrite=True)  # scratch run of this script
     check.shared["training_data_s"] = data_s
     baselines = result.extra.get("baselines", {})
     best = max(baselines.items(), key=lambda kv: kv[1]["mIoU"]) if baselines else (None, {"mIoU": None})
-    curve = [dict(step=h["step"], loss=round(h["loss"], 5)) for h in result.history if "loss" in h and "val_mIoU" not in h]
-    check.add("training", "training_run", model="cris_r50", pretrained=None, input_size=s["size"], batch=s["batch"],
-              epochs=s["train_epochs"], steps=curve[-1]["step"] if curve else None,
-              train_time_s=round(result.train_time_s, 1), data_generation_s=round(data_s, 1), wall_s=round(time.time() - t0, 1),
-              stopped_by_guard=result.stopped_early, guard_s=round(guard),
-              config={k: v for k, v in cfg.items() if k not in ("data_root", "output_dir")},
-              deviations="random init (no OpenAI weights offline), backbone lr x1, Dice term, 50 warm-up steps",
-              val_mIoU=result.metrics.get("mIoU"), val_oIoU=result.metrics.get("oIoU"), val_n=result.metrics.get("n"),
-              baselines={k: v.get("mIoU") for k, v in baselines.items()}, best_baseline=best[0],
-              beats_best_baseline=(result.metrics.get("mIoU") or 0) > (best[1]["mIoU"] or 1), loss_curve=curve)
+    curve = [
+        dict(step=h["step"], loss=round(h["loss"], 5))
+        for h in result.history
+        if "loss" in h and "val_mIoU" not in h
+    ]
+    check.add(
+        "training",
+        "training_run",
+        model="cris_r50",
+        pretrained=None,
+        input_size=s["size"],
+        batch=s["batch"],
+        epochs=s["train_epochs"],
+        steps=curve[-1]["step"] if curve else None,
+        train_time_s=round(result.train_time_s, 1),
+        data_generation_s=round(data_s, 1),
+        wall_s=round(time.time() - t0, 1),
+        stopped_by_guard=result.stopped_early,
+        guard_s=round(guard),
+        config={k: v for k, v in cfg.items() if k not in ("data_root", "output_dir")},
+        deviations="random init (no OpenAI weights offline), backbone lr x1, Dice term, 50 warm-up steps",
+        val_mIoU=result.metrics.get("mIoU"),
+        val_oIoU=result.metrics.get("oIoU"),
+        val_n=result.metrics.get("n"),
+        baselines={k: v.get("mIoU") for k, v in baselines.items()},
+        best_baseline=best[0],
+        beats_best_baseline=(result.metrics.get("mIoU") or 0) > (best[1]["mIoU"] or 1),
+        loss_curve=curve,
+    )
 
 
 def part_eval_data(check: Check) -> None:
@@ -227,20 +318,42 @@ def part_eval_data(check: Check) -> None:
     from refseg_core.data.refer import Refer
 
     s, work = check.sizes, check.out / "_work"
-    ev = eval_row("cris_r50", work / "eval_data", s["eval_sentences"], s["eval_image_size"], s["size"],
-                  s["eval_batch"], s["workers"], precision="bf16", device=check.device, gen_workers=s["workers"])
+    ev = eval_row(
+        "cris_r50",
+        work / "eval_data",
+        s["eval_sentences"],
+        s["eval_image_size"],
+        s["size"],
+        s["eval_batch"],
+        s["workers"],
+        precision="bf16",
+        device=check.device,
+        gen_workers=s["workers"],
+    )
     check.add("eval_data", ev.pop("kind"), **{k: v for k, v in ev.items() if k not in SCHEMA_KEYS})
     refer = Refer(work / "eval_data", "refcoco", "unc")
-    dl = loader_throughput(refer, s["workers"], s["batch"], s["size"], s["loader_batches"], device=check.device)
+    dl = loader_throughput(
+        refer, s["workers"], s["batch"], s["size"], s["loader_batches"], device=check.device
+    )
     train_ips = check.shared.get("train_ips")
     ratio = round(dl["samples_per_s"] / train_ips, 3) if train_ips else None
-    check.add("eval_data", dl.pop("kind"), **{k: v for k, v in dl.items() if k not in SCHEMA_KEYS},
-              train_images_per_s_ref=round(train_ips, 2) if train_ips else None, ratio_to_train_step=ratio,
-              meets_2x_target=ratio >= 2.0 if ratio else None)
+    check.add(
+        "eval_data",
+        dl.pop("kind"),
+        **{k: v for k, v in dl.items() if k not in SCHEMA_KEYS},
+        train_images_per_s_ref=round(train_ips, 2) if train_ips else None,
+        ratio_to_train_step=ratio,
+        meets_2x_target=ratio >= 2.0 if ratio else None,
+    )
 
 
-PARTS = (("official", part_official), ("lts", part_lts), ("training", part_training),
-         ("eval_data", part_eval_data), ("compile", lambda c: part_official(c, compiled=True)))
+PARTS = (
+    ("official", part_official),
+    ("lts", part_lts),
+    ("training", part_training),
+    ("eval_data", part_eval_data),
+    ("compile", lambda c: part_official(c, compiled=True)),
+)
 
 
 def run_check(check: Check, only: list[str] | None = None) -> list[dict]:
@@ -251,7 +364,11 @@ def run_check(check: Check, only: list[str] | None = None) -> list[dict]:
             continue
         need = ESTIMATE_S[name] * scale
         if check.remaining() < need:
-            check.add(name, "skipped", skipped=f"{check.remaining():.0f} s of the budget left, the part needs ~{need} s")
+            check.add(
+                name,
+                "skipped",
+                skipped=f"{check.remaining():.0f} s of the budget left, the part needs ~{need} s",
+            )
             print(f"== {name}: skipped (budget)", flush=True)
             continue
         print(f"== {name} ({check.remaining():.0f} s left)", flush=True)
@@ -272,14 +389,19 @@ def summary(rows: list[dict]) -> str:
     lines = [f"{'part':10s} {'kind':24s} result"]
     for r in rows:
         if r["kind"] == "train_step_vs_official":
-            res = (f"ours {r['ours_images_per_s']} vs official {r['official_images_per_s']} img/s = x{r['speedup']}; "
-                   f"MFU {r['ours_mfu']} vs {r['official_mfu']}; peak {r['ours_peak_mem_mib']} / "
-                   f"{r['official_peak_mem_mib']} MiB" + (f"; compile {r['compile_s']} s" if "compile_s" in r else ""))
+            res = (
+                f"ours {r['ours_images_per_s']} vs official {r['official_images_per_s']} img/s = x{r['speedup']}; "
+                f"MFU {r['ours_mfu']} vs {r['official_mfu']}; peak {r['ours_peak_mem_mib']} / "
+                f"{r['official_peak_mem_mib']} MiB"
+                + (f"; compile {r['compile_s']} s" if "compile_s" in r else "")
+            )
         elif r["kind"] == "train_step":
             res = f"{r.get('images_per_s')} img/s, peak {r.get('peak_mem_mib')} MiB, MFU {r.get('mfu')}"
         elif r["kind"] == "training_run":
-            res = (f"val mIoU {r['val_mIoU']:.3f} vs best baseline {r['best_baseline']} "
-                   f"{r['baselines'].get(r['best_baseline'])}; {r['steps']} steps in {r['train_time_s']} s")
+            res = (
+                f"val mIoU {r['val_mIoU']:.3f} vs best baseline {r['best_baseline']} "
+                f"{r['baselines'].get(r['best_baseline'])}; {r['steps']} steps in {r['train_time_s']} s"
+            )
         elif r["kind"] == "evaluation":
             res = f"{r['sentences_per_s']} sentences/s ({r['sentences']} sentences)"
         elif r["kind"] == "data_loader":
@@ -300,8 +422,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=None, help=f"comma-separated parts of {[p for p, _ in PARTS]}")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("gpu_check: no CUDA device is visible; nothing was measured (a CPU dry run: --device cpu --tiny)",
-              file=sys.stderr)
+        print(
+            "gpu_check: no CUDA device is visible; nothing was measured (a CPU dry run: --device cpu --tiny)",
+            file=sys.stderr,
+        )
         return 2
     torch.backends.cudnn.benchmark = args.device == "cuda"
     args.out.mkdir(parents=True, exist_ok=True)

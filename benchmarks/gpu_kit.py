@@ -32,8 +32,13 @@ KIT_DIR = ROOT / ".gpu_kit"
 OFFICIAL_URL = "https://github.com/DerrickWang005/CRIS.pytorch.git"
 OFFICIAL_COMMIT = "e596332f8f5929a907ad66d2889e434d18f5eee7"  # HEAD of the official repository, 2026-11
 PYTHON_VERSION = "3.12"  # the GPU image's python3 (device tool, KINDS.md)
-PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
-             "manylinux1_x86_64")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+)
 
 # Distribution pin -> the top-level modules it provides. Every third-party module the check imports is
 # either here or in GPU_IMAGE_MODULES (tests/test_gpu_check.py checks this on a CPU dry run).
@@ -44,13 +49,47 @@ KIT_WHEELS = {
     "pycocotools==2.0.10": ("pycocotools",),
 }
 # Top-level modules the GPU image already holds (device tool, KINDS.md "Python packages already there").
-GPU_IMAGE_MODULES = frozenset({
-    "torch", "torchvision", "numpy", "PIL", "yaml", "tqdm", "matplotlib", "contourpy", "tensorboard", "regex",
-    "huggingface_hub", "safetensors", "timm", "cv2", "packaging", "filelock", "fsspec", "jinja2", "sympy",
-    "networkx", "typing_extensions", "mpmath", "markupsafe", "triton", "google", "requests", "certifi",
-    "urllib3", "idna", "charset_normalizer", "cycler", "kiwisolver", "pyparsing", "dateutil", "fontTools",
-    "six", "psutil",
-})
+GPU_IMAGE_MODULES = frozenset(
+    {
+        "torch",
+        "torchvision",
+        "numpy",
+        "PIL",
+        "yaml",
+        "tqdm",
+        "matplotlib",
+        "contourpy",
+        "tensorboard",
+        "regex",
+        "huggingface_hub",
+        "safetensors",
+        "timm",
+        "cv2",
+        "packaging",
+        "filelock",
+        "fsspec",
+        "jinja2",
+        "sympy",
+        "networkx",
+        "typing_extensions",
+        "mpmath",
+        "markupsafe",
+        "triton",
+        "google",
+        "requests",
+        "certifi",
+        "urllib3",
+        "idna",
+        "charset_normalizer",
+        "cycler",
+        "kiwisolver",
+        "pyparsing",
+        "dateutil",
+        "fontTools",
+        "six",
+        "psutil",
+    }
+)
 
 
 def download_wheels(dest: Path) -> list[Path]:
@@ -58,14 +97,29 @@ def download_wheels(dest: Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     for old in dest.glob("*.whl"):
         old.unlink()
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-           "--python-version", PYTHON_VERSION, "--implementation", "cp", "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON_VERSION,
+        "--implementation",
+        "cp",
+        "-d",
+        str(dest),
+    ]
     for p in PLATFORMS:
         cmd += ["--platform", p]
     subprocess.run(cmd + list(KIT_WHEELS), check=True)
     wheels = sorted(dest.glob("*.whl"))
     if len(wheels) != len(KIT_WHEELS):
-        raise SystemExit(f"gpu-kit: expected {len(KIT_WHEELS)} wheels in {dest}, found {[w.name for w in wheels]}")
+        raise SystemExit(
+            f"gpu-kit: expected {len(KIT_WHEELS)} wheels in {dest}, found {[w.name for w in wheels]}"
+        )
     return wheels
 
 
@@ -75,11 +129,16 @@ def export_official(dest: Path, source: str) -> str | None:
         shutil.rmtree(dest)
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
-        r = subprocess.run(["git", "clone", "--quiet", "--no-checkout", source, str(clone)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["git", "clone", "--quiet", "--no-checkout", source, str(clone)], capture_output=True, text=True
+        )
         if r.returncode:
             return f"git clone {source} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
         dest.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(clone), "archive", OFFICIAL_COMMIT, "--", ".", ":(exclude)img"], capture_output=True)
+        archive = subprocess.run(
+            ["git", "-C", str(clone), "archive", OFFICIAL_COMMIT, "--", ".", ":(exclude)img"],
+            capture_output=True,
+        )
         if archive.returncode:
             shutil.rmtree(dest)
             return f"{source} has no commit {OFFICIAL_COMMIT}"
@@ -99,8 +158,11 @@ def main(argv=None) -> int:
         return 0
     why = export_official(args.out / "CRIS.pytorch", args.official_src)
     if why:
-        print(f"gpu-kit: warning: the official CRIS code is missing ({why}); the check will record the "
-              "official comparison as skipped. Set CRIS_OFFICIAL_SRC to a clone or mirror.", file=sys.stderr)
+        print(
+            f"gpu-kit: warning: the official CRIS code is missing ({why}); the check will record the "
+            "official comparison as skipped. Set CRIS_OFFICIAL_SRC to a clone or mirror.",
+            file=sys.stderr,
+        )
     else:
         print(f"gpu-kit: official CRIS {OFFICIAL_COMMIT[:7]} in {args.out / 'CRIS.pytorch'}")
     return 0

@@ -43,13 +43,17 @@ def build_pair(name: str, official_repo: str | Path | None, seed: int = 0):
     if name not in ARCH:
         raise ValueError(f"the official comparison exists for {sorted(ARCH)}, not {name!r}")
     if official_repo is None:
-        raise OfficialRepoMissing("no --official-repo given: the official CRIS row is skipped (pass a "
-                                  "checkout of github.com/DerrickWang005/CRIS.pytorch, e.g. "
-                                  "/work/scratch/cris_official)")
+        raise OfficialRepoMissing(
+            "no --official-repo given: the official CRIS row is skipped (pass a "
+            "checkout of github.com/DerrickWang005/CRIS.pytorch, e.g. "
+            "/work/scratch/cris_official)"
+        )
     repo = Path(official_repo).resolve()
     if not (repo / "model" / "segmenter.py").is_file():
-        raise OfficialRepoMissing(f"--official-repo {repo}: no model/segmenter.py there (expected a "
-                                  "CRIS.pytorch checkout); the official CRIS row is skipped")
+        raise OfficialRepoMissing(
+            f"--official-repo {repo}: no model/segmenter.py there (expected a "
+            "CRIS.pytorch checkout); the official CRIS row is skipped"
+        )
     from benchmarks import compare_official_cris as cmp  # the CRIS chapter's builder of the official model
 
     segmenter = cmp._import_official(repo)
@@ -95,9 +99,18 @@ def official_recipe(device: torch.device) -> str:
     return "fp16" if device.type == "cuda" else "fp32"
 
 
-def compare_train_step(name: str, official_repo, device, size: int, batch: int,
-                       ours_configs: list[BenchConfig], official_precisions: list[str] | None = None,
-                       warmup: int = 1, repeats: int = 3, seed: int = 0) -> list[dict]:
+def compare_train_step(
+    name: str,
+    official_repo,
+    device,
+    size: int,
+    batch: int,
+    ours_configs: list[BenchConfig],
+    official_precisions: list[str] | None = None,
+    warmup: int = 1,
+    repeats: int = 3,
+    seed: int = 0,
+) -> list[dict]:
     """Rows comparing our train step under each of ``ours_configs`` with the official one.
 
     Each of our configurations is compared with the official step at the same precision (eager, NCHW:
@@ -111,8 +124,18 @@ def compare_train_step(name: str, official_repo, device, size: int, batch: int,
         ours, official = build_pair(name, official_repo, seed)
     except OfficialRepoMissing as e:
         print(f"  official CRIS comparison skipped: {e}", flush=True)
-        return [dict(environment(device), kind="train_step_vs_official", model=name, input_size=size,
-                     batch=batch, skipped=str(e), ours_images_per_s=None, official_images_per_s=None)]
+        return [
+            dict(
+                environment(device),
+                kind="train_step_vs_official",
+                model=name,
+                input_size=size,
+                batch=batch,
+                skipped=str(e),
+                ours_images_per_s=None,
+                official_images_per_s=None,
+            )
+        ]
     ours.to(device).train()
     official.to(device).train()
     data = make_batch(ours, batch, size, device, seed)
@@ -135,13 +158,25 @@ def compare_train_step(name: str, official_repo, device, size: int, batch: int,
     rows = []
     for cfg in ours_configs:
         batch_c = _set_memory_format(ours, data, cfg.channels_last)
-        row = dict(environment(device), kind="train_step_vs_official", model=name, input_size=size,
-                   batch=batch, precision=cfg.precision, channels_last=cfg.channels_last, compile=cfg.compile)
+        row = dict(
+            environment(device),
+            kind="train_step_vs_official",
+            model=name,
+            input_size=size,
+            batch=batch,
+            precision=cfg.precision,
+            channels_last=cfg.channels_last,
+            compile=cfg.compile,
+        )
         try:
             stats, mem = _measure(train_step_fn(ours, batch_c, cfg, device), device, warmup, repeats)
             ours_ips = round(batch / stats["median_s"], 3)
-            row.update(ours_images_per_s=ours_ips, ours_median_s=stats["median_s"], ours_peak_mem_mib=mem.mib,
-                       peak_mem_kind=mem.kind)
+            row.update(
+                ours_images_per_s=ours_ips,
+                ours_median_s=stats["median_s"],
+                ours_peak_mem_mib=mem.mib,
+                peak_mem_kind=mem.kind,
+            )
         except Exception as exc:  # noqa: BLE001
             row.update(ours_images_per_s=None, error=f"{type(exc).__name__}: {exc}"[:300])
             ours_ips = None
@@ -153,15 +188,24 @@ def compare_train_step(name: str, official_repo, device, size: int, batch: int,
         for p, (off_ips, off_mem, off_stats) in official_ips.items():
             if p != cfg.precision and p not in extra:
                 continue
-            r = dict(row, official_precision=p, official_channels_last=False, official_compile=False,
-                     official_images_per_s=off_ips, official_median_s=off_stats.get("median_s"),
-                     official_peak_mem_mib=off_mem.mib if off_mem else None,
-                     matched=(p == cfg.precision and not cfg.channels_last and not cfg.compile),
-                     speedup=round(ours_ips / off_ips, 3) if ours_ips and off_ips else None)
+            r = dict(
+                row,
+                official_precision=p,
+                official_channels_last=False,
+                official_compile=False,
+                official_images_per_s=off_ips,
+                official_median_s=off_stats.get("median_s"),
+                official_peak_mem_mib=off_mem.mib if off_mem else None,
+                matched=(p == cfg.precision and not cfg.channels_last and not cfg.compile),
+                speedup=round(ours_ips / off_ips, 3) if ours_ips and off_ips else None,
+            )
             if "error" in off_stats:
                 r["official_error"] = off_stats["error"]
             rows.append(r)
-            print(f"  ours {name} {cfg} vs official {p}: {r['ours_images_per_s']} vs {off_ips} img/s "
-                  f"(x{r['speedup']})", flush=True)
+            print(
+                f"  ours {name} {cfg} vs official {p}: {r['ours_images_per_s']} vs {off_ips} img/s "
+                f"(x{r['speedup']})",
+                flush=True,
+            )
     ours.to(memory_format=torch.contiguous_format)
     return rows

@@ -21,10 +21,25 @@ import torch  # noqa: E402
 
 from benchmarks import runner  # noqa: E402
 
-DEFAULTS = dict(models="cris_r50,cris_r101,lts", size=128, train_batch=2, infer_batch=4,
-                configs="fp32,fp32+cl", repeats=3, official_batches="2", official_configs="fp32",
-                data_workers="0,1,2", data_batches=10, data_images=60, eval_model="cris_tiny", eval_size=128,
-                eval_image_size=96, eval_sentences=10_000, eval_batch=64, eval_workers=1)
+DEFAULTS = dict(
+    models="cris_r50,cris_r101,lts",
+    size=128,
+    train_batch=2,
+    infer_batch=4,
+    configs="fp32,fp32+cl",
+    repeats=3,
+    official_batches="2",
+    official_configs="fp32",
+    data_workers="0,1,2",
+    data_batches=10,
+    data_images=60,
+    eval_model="cris_tiny",
+    eval_size=128,
+    eval_image_size=96,
+    eval_sentences=10_000,
+    eval_batch=64,
+    eval_workers=1,
+)
 
 
 def main(argv=None) -> int:

@@ -23,21 +23,38 @@ import torch  # noqa: E402
 from benchmarks import runner  # noqa: E402
 from benchmarks.env import read_rows  # noqa: E402
 
-DEFAULTS = dict(models="cris_r50,cris_r101,lts", size=416, train_batch=32, infer_batch=64,
-                configs=",".join(f"{p}{cl}{c}" for p in ("fp32", "bf16", "fp16") for cl in ("", "+cl")
-                                 for c in ("", "+compile")),
-                repeats=10, official_batches="16,64", official_configs="fp16,bf16,fp32,bf16+cl+compile",
-                data_workers="0,2,4,8", data_batches=50, data_images=400,
-                eval_model="cris_r50", eval_size=416,
-                eval_image_size=480, eval_sentences=10_000, eval_batch=64, eval_workers=8)
+DEFAULTS = dict(
+    models="cris_r50,cris_r101,lts",
+    size=416,
+    train_batch=32,
+    infer_batch=64,
+    configs=",".join(
+        f"{p}{cl}{c}" for p in ("fp32", "bf16", "fp16") for cl in ("", "+cl") for c in ("", "+compile")
+    ),
+    repeats=10,
+    official_batches="16,64",
+    official_configs="fp16,bf16,fp32,bf16+cl+compile",
+    data_workers="0,2,4,8",
+    data_batches=50,
+    data_images=400,
+    eval_model="cris_r50",
+    eval_size=416,
+    eval_image_size=480,
+    eval_sentences=10_000,
+    eval_batch=64,
+    eval_workers=8,
+)
 
 
 def add_data_target(written: dict) -> None:
     """Annotate the data rows with the brief's target: >= 2x the best CRIS-R50 train-step rate measured."""
     if "data" not in written or "models" not in written:
         return
-    train = [r["images_per_s"] for r in read_rows(written["models"])
-             if r["kind"] == "train_step" and r["model"] == "cris_r50" and r.get("images_per_s")]
+    train = [
+        r["images_per_s"]
+        for r in read_rows(written["models"])
+        if r["kind"] == "train_step" and r["model"] == "cris_r50" and r.get("images_per_s")
+    ]
     if not train:
         return
     rows = read_rows(written["data"])
@@ -53,8 +70,10 @@ def main(argv=None) -> int:
     runner.add_arguments(ap, DEFAULTS)
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("run_gpu.py: no CUDA device is visible; nothing was measured (use run_cpu.py on a CPU)",
-              file=sys.stderr)
+        print(
+            "run_gpu.py: no CUDA device is visible; nothing was measured (use run_cpu.py on a CPU)",
+            file=sys.stderr,
+        )
         return 2
     written = runner.run(args, torch.device("cuda"))
     add_data_target(written)

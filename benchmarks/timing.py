@@ -27,8 +27,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, warmup: int = 1,
-               repeats: int = 3) -> list[float]:
+def time_calls(
+    fn: Callable[[], object], device: torch.device, warmup: int = 1, repeats: int = 3
+) -> list[float]:
     """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
     if warmup < 0 or repeats < 1:
         raise ValueError(f"warmup must be >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
@@ -46,8 +47,12 @@ def time_calls(fn: Callable[[], object], device: torch.device, warmup: int = 1,
 
 def summarise(times: list[float]) -> dict:
     """Median (the reported number), min and max of a list of seconds, rounded for the JSON."""
-    return dict(median_s=round(statistics.median(times), 6), min_s=round(min(times), 6),
-                max_s=round(max(times), 6), repeats=len(times))
+    return dict(
+        median_s=round(statistics.median(times), 6),
+        min_s=round(min(times), 6),
+        max_s=round(max(times), 6),
+        repeats=len(times),
+    )
 
 
 def _rss_bytes() -> int | None:

@@ -31,7 +31,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 config = "smoke_cris"  # the data of this configuration (shipped with refseg_core) is the chapter's data
@@ -50,7 +52,7 @@ from refseg_core import configs, engine
 from refseg_core.config import load_config
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.expression_kind import expression_kind
-from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, denormalize, inverse_letterbox, LetterboxParams
+from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, LetterboxParams, denormalize, inverse_letterbox
 from refseg_core.text import ClipTokenizer, split_words
 from refseg_core.viz import grid, overlay
 
@@ -69,11 +71,17 @@ published = configs.published()
 # split, read from the `published.yaml` shipped with `refseg_core`):
 
 # %%
-rows = ["| dataset | splitBy | " + " | ".join(["train", "val", "testA", "testB", "test"]) + " |", "|---" * 7 + "|"]
+rows = [
+    "| dataset | splitBy | " + " | ".join(["train", "val", "testA", "testB", "test"]) + " |",
+    "|---" * 7 + "|",
+]
 for name, info in published["datasets"].items():
     refs = info["refs"]
-    rows.append(f"| {name} | {info['splitBy']} | " + " | ".join(f"{refs[s]:,}" if s in refs else "–"
-                                                              for s in ["train", "val", "testA", "testB", "test"]) + " |")
+    rows.append(
+        f"| {name} | {info['splitBy']} | "
+        + " | ".join(f"{refs[s]:,}" if s in refs else "–" for s in ["train", "val", "testA", "testB", "test"])
+        + " |"
+    )
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
@@ -174,18 +182,33 @@ tokenizer = ClipTokenizer(word_len=17)
 ds = RefSegDataset(refer, "val", tokenizer, input_size=letterbox_size, train=False)
 item = ds[0]
 lb = LetterboxParams.from_dict(item["meta"]["letterbox"])
-print("image", tuple(item["image"].shape), "tokens", tuple(item["tokens"].shape), "mask", tuple(item["mask"].shape))
+print(
+    "image",
+    tuple(item["image"].shape),
+    "tokens",
+    tuple(item["tokens"].shape),
+    "mask",
+    tuple(item["mask"].shape),
+)
 print("letterbox:", lb)
 print("tokens:", item["tokens"].tolist(), "->", repr(tokenizer.decode(item["tokens"])))
 
 back = inverse_letterbox(item["mask"], lb, mode="bilinear")[0] > 0.5
 fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
-overlay(axes[0], denormalize(item["image"], CLIP_MEAN, CLIP_STD), item["mask"][0] > 0.5,
-        title=f"letterboxed {letterbox_size}x{letterbox_size}")
+overlay(
+    axes[0],
+    denormalize(item["image"], CLIP_MEAN, CLIP_STD),
+    item["mask"][0] > 0.5,
+    title=f"letterboxed {letterbox_size}x{letterbox_size}",
+)
 val_ref, _ = refer.sentences("val")[0]  # evaluation items follow refer.sentences order
 assert val_ref["ref_id"] == item["meta"]["ref_id"]
-overlay(axes[1], refer.load_image(val_ref), item["meta"]["orig_mask"], title=f"original {lb.orig_w}x{lb.orig_h}")
-inter = np.logical_and(back, item["meta"]["orig_mask"]).sum() / max(np.logical_or(back, item["meta"]["orig_mask"]).sum(), 1)
+overlay(
+    axes[1], refer.load_image(val_ref), item["meta"]["orig_mask"], title=f"original {lb.orig_w}x{lb.orig_h}"
+)
+inter = np.logical_and(back, item["meta"]["orig_mask"]).sum() / max(
+    np.logical_or(back, item["meta"]["orig_mask"]).sum(), 1
+)
 axes[2].imshow(back, cmap="gray")
 axes[2].set_title(f"mask mapped back: IoU with original {inter:.3f}", fontsize=9)
 axes[2].axis("off")

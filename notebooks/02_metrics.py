@@ -30,7 +30,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 config = "smoke_cris"  # the data of this configuration (shipped with refseg_core) is the chapter's data
@@ -80,6 +82,7 @@ show_source(metrics.iou)
 # * **System B** makes a fixed-size boundary error on *every* object (its masks are dilated by 3 pixels)
 #   — harmless for big objects, devastating for small ones.
 
+
 # %%
 def dilate(mask: np.ndarray, r: int) -> np.ndarray:
     t = torch.from_numpy(mask.astype(np.float32))[None, None]
@@ -100,11 +103,14 @@ system_b = [dilate(t, 3) for t in targets]
 
 fig, axes = plt.subplots(1, 4, figsize=(11, 3))
 small, large = int(np.argmin(areas)), int(np.argmax(areas))
-for ax, idx, pred, name in [(axes[0], small, system_a, "A, small"), (axes[1], small, system_b, "B, small"),
-                            (axes[2], large, system_a, "A, large"), (axes[3], large, system_b, "B, large")]:
+for ax, idx, pred, name in [
+    (axes[0], small, system_a, "A, small"),
+    (axes[1], small, system_b, "B, small"),
+    (axes[2], large, system_a, "A, large"),
+    (axes[3], large, system_b, "B, large"),
+]:
     img = refer.load_image(samples[idx][0])
-    overlay(ax, img, pred[idx], contour=targets[idx],
-            title=f"{name}: IoU {iou(pred[idx], targets[idx]):.2f}")
+    overlay(ax, img, pred[idx], contour=targets[idx], title=f"{name}: IoU {iou(pred[idx], targets[idx]):.2f}")
 fig.suptitle("prediction (bright, orange outline) against the target (dashed blue outline)", fontsize=10)
 plt.tight_layout()
 plt.show()
@@ -120,6 +126,7 @@ plt.show()
 # mIoU gives every *expression* the same weight; oIoU gives every *pixel* the same weight, so large
 # objects dominate it. `RefSegMetrics` accumulates both (and everything below) in a short vector of sums,
 # which is what lets it add up across batches and GPUs without keeping masks.
+
 
 # %%
 def score(preds):
@@ -228,7 +235,7 @@ gno_target = [grefer.is_no_target(ref) for ref, _ in gsamples]  # from the ref, 
 def blob(shape):
     m = np.zeros(shape, dtype=bool)
     h, w = shape
-    m[h // 3: 2 * h // 3, w // 3: 2 * w // 3] = True
+    m[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3] = True
     return m
 
 
@@ -243,7 +250,9 @@ for name, preds in [("always predicts a mask", always), ("says 'nothing' when no
     rows.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.2f}" for k in gkeys) + " |")
 n_empty = sum(gno_target)
 n_multi = sum(len(grefer.ann_ids(ref)) > 1 for ref, _ in gsamples)
-display(Markdown(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} multi-target.\n\n" + "\n".join(rows)))
+display(
+    Markdown(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} multi-target.\n\n" + "\n".join(rows))
+)
 
 # %% [markdown]
 # The first system can never score on a no-target expression (N-acc 0). The classic mIoU punishes the

@@ -38,7 +38,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 config = "smoke_lts"  # a configuration shipped with refseg_core (refseg_core/configs/) or a YAML file
@@ -54,7 +56,6 @@ num_threads = 2  # torch CPU threads; use 1 when other processes share the cores
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
@@ -65,7 +66,8 @@ from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, denormalize
 from refseg_core.models import lts as lts_module
 from refseg_core.models.darknet import DarkNet53
 from refseg_core.models.gru_text import GRUTextEncoder
-from refseg_core.notebook import finish_dry_run, resolve_config, show_source as show
+from refseg_core.notebook import finish_dry_run, resolve_config
+from refseg_core.notebook import show_source as show
 from refseg_core.viz import attention_to_words, heatmap, overlay
 
 cfg = resolve_config(config, overrides, dry_run)  # what `python -m refseg_core train --config` runs
@@ -81,8 +83,10 @@ refer = engine.prepare_data(cfg)  # generates the synthetic dataset on first use
 torch.manual_seed(cfg.seed)
 untrained = engine.build_model_for(cfg, refer)  # lts_tiny, vocabulary from the training expressions
 print(refer)
-print(f"{type(untrained).__name__}: {sum(p.numel() for p in untrained.parameters()) / 1e6:.2f}M parameters, "
-      f"vocabulary of {len(untrained.tokenizer)} words")
+print(
+    f"{type(untrained).__name__}: {sum(p.numel() for p in untrained.parameters()) / 1e6:.2f}M parameters, "
+    f"vocabulary of {len(untrained.tokenizer)} words"
+)
 
 # %% [markdown]
 # ## The pipeline
@@ -112,8 +116,14 @@ print(f"{type(untrained).__name__}: {sum(p.numel() for p in untrained.parameters
 # %%
 val_ds = RefSegDataset(refer, "val", untrained.tokenizer, cfg.input_size, train=False)
 batch = collate([val_ds[i] for i in range(n_examples)])
-print("images", tuple(batch["image"].shape), "tokens", tuple(batch["tokens"].shape),
-      "masks", tuple(batch["mask"].shape))
+print(
+    "images",
+    tuple(batch["image"].shape),
+    "tokens",
+    tuple(batch["tokens"].shape),
+    "masks",
+    tuple(batch["mask"].shape),
+)
 for m, row in zip(batch["meta"], batch["tokens"]):
     print(f"  {m['sentence']!r:52s} -> {row.tolist()}")
 
@@ -128,13 +138,22 @@ def shape_of(x):
 
 def trace_shapes(net, images, tokens):
     """Shapes of the inputs and outputs of LTS's modules in one real forward pass (via forward hooks)."""
-    parts = [("backbone", net.backbone), *[(f"backbone.stages[{i}]", s) for i, s in enumerate(net.backbone.stages)],
-             ("text", net.text), ("fusion", net.fusion), ("locator", net.locator), ("segment", net.segment)]
+    parts = [
+        ("backbone", net.backbone),
+        *[(f"backbone.stages[{i}]", s) for i, s in enumerate(net.backbone.stages)],
+        ("text", net.text),
+        ("fusion", net.fusion),
+        ("locator", net.locator),
+        ("segment", net.segment),
+    ]
     rows, handles = [], []
     for name, mod in parts:
         if mod is not None:
-            handles.append(mod.register_forward_hook(
-                lambda m, inp, out, name=name: rows.append((name, shape_of(inp), shape_of(out)))))
+            handles.append(
+                mod.register_forward_hook(
+                    lambda m, inp, out, name=name: rows.append((name, shape_of(inp), shape_of(out)))
+                )
+            )
     try:
         with torch.no_grad():
             out = net.forward_features(images, tokens)
@@ -280,7 +299,9 @@ show(lts_module.LTS.loss)
 # smoke budget.
 
 # %%
-scaled_milestones = sorted({max(1, round(m * run_epochs / cfg.epochs)) for m in cfg.milestones if m < cfg.epochs})
+scaled_milestones = sorted(
+    {max(1, round(m * run_epochs / cfg.epochs)) for m in cfg.milestones if m < cfg.epochs}
+)
 variants = {
     "transformer": {"interaction": "transformer"},
     "filtering": {"interaction": "filtering"},
@@ -289,13 +310,20 @@ variants = {
 results = {}
 for name, variant in variants.items():
     print(f"=== {name} ===")
-    run_cfg = dict(cfg.to_dict(), epochs=run_epochs, milestones=scaled_milestones,
-                   model_overrides=dict(cfg.model_overrides, **variant),
-                   output_dir=f"{cfg.output_dir}_{name.replace(' ', '_')}")
+    run_cfg = dict(
+        cfg.to_dict(),
+        epochs=run_epochs,
+        milestones=scaled_milestones,
+        model_overrides=dict(cfg.model_overrides, **variant),
+        output_dir=f"{cfg.output_dir}_{name.replace(' ', '_')}",
+    )
     results[name] = engine.train(run_cfg, progress=True, overwrite=True)  # replaces the previous build's run
     r = results[name]
     steps = max((row["step"] for row in r.history), default=0)
-    print(f"{name}: {steps} steps in {r.train_time_s:.0f} s" + (" (stopped by the time guard)" if r.stopped_early else ""))
+    print(
+        f"{name}: {steps} steps in {r.train_time_s:.0f} s"
+        + (" (stopped by the time guard)" if r.stopped_early else "")
+    )
 
 # %% [markdown]
 # **Training curves.** The loss of each run against the optimiser step (mean over `log_every` steps), and
@@ -331,13 +359,17 @@ plt.show()
 # ground-truth instance masks). A model that understands the expression must beat both.
 
 # %%
-scores = {name: engine.evaluate(r.model, refer, split="val", input_size=cfg.input_size, batch_size=cfg.batch_size)
-          for name, r in results.items()}
+scores = {
+    name: engine.evaluate(r.model, refer, split="val", input_size=cfg.input_size, batch_size=cfg.batch_size)
+    for name, r in results.items()
+}
 baselines = engine.trivial_baselines(refer, "val")
 keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
 rows = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-table_rows = {**{f"LTS ({n})": s for n, s in scores.items()},
-              **{f"baseline: {n.replace('_', ' ')}": b for n, b in baselines.items()}}
+table_rows = {
+    **{f"LTS ({n})": s for n, s in scores.items()},
+    **{f"baseline: {n.replace('_', ' ')}": b for n, b in baselines.items()},
+}
 for name, m in table_rows.items():
     rows.append(f"| {name} | " + " | ".join(f"{100 * m[k]:.2f}" for k in keys) + " |")
 n_val = scores["transformer"]["n"]
@@ -345,6 +377,7 @@ display(Markdown(f"Validation split, {n_val} sentences (percentages):\n\n" + "\n
 
 # %% [markdown]
 # What the measured numbers say (this paragraph is computed from the table above):
+
 
 # %%
 def describe(scores, baselines, results):
@@ -354,37 +387,51 @@ def describe(scores, baselines, results):
         base = baselines[base_name][metric]
         beat = [n for n, s in scores.items() if s[metric] > base]
         who = f"the {', the '.join(beat)} variant{'s' if len(beat) > 1 else ''}" if beat else "no variant"
-        lines.append(f"On {metric}, {who} beat{'s' if len(beat) == 1 or not beat else ''} the best "
-                     f"language-blind baseline ({base_name.replace('_', ' ')}, {100 * base:.1f}).")
+        lines.append(
+            f"On {metric}, {who} beat{'s' if len(beat) == 1 or not beat else ''} the best "
+            f"language-blind baseline ({base_name.replace('_', ' ')}, {100 * base:.1f})."
+        )
     lo = baselines["largest_object"]
-    lines.append(f"The largest-object baseline is exactly right (IoU > 0.9) on {100 * lo['prec@0.9']:.1f}% "
-                 "of the sentences, those that refer to the largest object of their image: a strong guess "
-                 "on this data for a model that does not read the expression.")
+    lines.append(
+        f"The largest-object baseline is exactly right (IoU > 0.9) on {100 * lo['prec@0.9']:.1f}% "
+        "of the sentences, those that refer to the largest object of their image: a strong guess "
+        "on this data for a model that does not read the expression."
+    )
     with_prior = {n: s for n, s in scores.items() if n != "no prior"}
     best_name = max(with_prior, key=lambda n: with_prior[n]["mIoU"])
     best, none = with_prior[best_name]["mIoU"], scores["no prior"]["mIoU"]
     diff = 100 * (best - none)
     if abs(diff) < 2:
-        lines.append(f"With the prior ({best_name}, {100 * best:.1f} mIoU) and without it ({100 * none:.1f}) "
-                     f"the scores differ by {diff:+.1f} points, which at smoke scale (one seed, {n_val} "
-                     "sentences) is within the noise: this run does not show an effect of the prior.")
+        lines.append(
+            f"With the prior ({best_name}, {100 * best:.1f} mIoU) and without it ({100 * none:.1f}) "
+            f"the scores differ by {diff:+.1f} points, which at smoke scale (one seed, {n_val} "
+            "sentences) is within the noise: this run does not show an effect of the prior."
+        )
     elif diff > 0:
-        lines.append(f"The prior helps here: the {best_name} variant scores {100 * best:.1f} mIoU against "
-                     f"{100 * none:.1f} without a prior ({diff:+.1f} points; one seed, so a hint rather "
-                     "than a confirmation of the paper's ablation).")
+        lines.append(
+            f"The prior helps here: the {best_name} variant scores {100 * best:.1f} mIoU against "
+            f"{100 * none:.1f} without a prior ({diff:+.1f} points; one seed, so a hint rather "
+            "than a confirmation of the paper's ablation)."
+        )
     else:
-        lines.append(f"The prior does not help here: without it the model scores {100 * none:.1f} mIoU, "
-                     f"{-diff:.1f} points *more* than the best variant with a prior ({best_name}, "
-                     f"{100 * best:.1f}). At smoke scale (tiny model, few steps, one seed) the extra module "
-                     "may need more training than it gets; the paper's ablation is on RefCOCO.")
+        lines.append(
+            f"The prior does not help here: without it the model scores {100 * none:.1f} mIoU, "
+            f"{-diff:.1f} points *more* than the best variant with a prior ({best_name}, "
+            f"{100 * best:.1f}). At smoke scale (tiny model, few steps, one seed) the extra module "
+            "may need more training than it gets; the paper's ablation is on RefCOCO."
+        )
     t, f = scores["transformer"]["mIoU"], scores["filtering"]["mIoU"]
-    lines.append(f"Between the two interactions, {'transformer' if t >= f else 'filtering'} scores higher "
-                 f"({100 * t:.1f} vs {100 * f:.1f} mIoU for transformer vs filtering).")
+    lines.append(
+        f"Between the two interactions, {'transformer' if t >= f else 'filtering'} scores higher "
+        f"({100 * t:.1f} vs {100 * f:.1f} mIoU for transformer vs filtering)."
+    )
     stopped = [n for n, r in results.items() if r.stopped_early]
     if stopped:
-        lines.append(f"Caution: on this machine the time guard (`time_limit_s`) stopped {', '.join(stopped)} before "
-                     f"`run_epochs` epochs, so the runs did not all get the same number of steps "
-                     f"({', '.join(str(max(row['step'] for row in r.history)) + ' for ' + n for n, r in results.items())}).")
+        lines.append(
+            f"Caution: on this machine the time guard (`time_limit_s`) stopped {', '.join(stopped)} before "
+            f"`run_epochs` epochs, so the runs did not all get the same number of steps "
+            f"({', '.join(str(max(row['step'] for row in r.history)) + ' for ' + n for n, r in results.items())})."
+        )
     return " ".join(lines)
 
 
@@ -409,6 +456,7 @@ display(Markdown("\n".join(rows)))
 # against the target (dashed blue outline). The last two rows show **one image with two different
 # expressions**: if the model uses the words, the prior moves with them.
 
+
 # %%
 def pick_examples(refer, n):
     """Indices into the validation sentences: the first sentence of one ref on each of ``n - 2`` images,
@@ -421,7 +469,7 @@ def pick_examples(refer, n):
         by_image.setdefault(ref["image_id"], []).append(ref)
     images = list(by_image)
     singles = images[: max(0, n - 2)]
-    pair = next((by_image[i][:2] for i in images[len(singles):] if len(by_image[i]) >= 2), None)
+    pair = next((by_image[i][:2] for i in images[len(singles) :] if len(by_image[i]) >= 2), None)
     if pair is None:  # no image with two referred objects: two more ordinary samples
         return [first[by_image[i][0]["ref_id"]] for i in images[:n]], False
     return [first[by_image[i][0]["ref_id"]] for i in singles] + [first[r["ref_id"]] for r in pair], True
@@ -437,8 +485,9 @@ if not has_pair:
 def run_locate(net, b):
     net.eval()
     out = net.forward_features(b["image"], b["tokens"])
-    prob = torch.sigmoid(F.interpolate(out["logits"], size=b["image"].shape[-2:], mode="bilinear",
-                                       align_corners=False))
+    prob = torch.sigmoid(
+        F.interpolate(out["logits"], size=b["image"].shape[-2:], mode="bilinear", align_corners=False)
+    )
     out["mask"] = (prob[:, 0] > cfg.eval_threshold).numpy()
     return out
 
@@ -453,8 +502,14 @@ for i, m in enumerate(examples["meta"]):
     img, target = show_image(i, examples), examples["mask"][i, 0].numpy() > 0.5
     same = has_pair and i >= len(chosen) - 2
     overlay(axes[i, 0], img, None, title=("(same image) " if same else "") + f"“{m['sentence']}”")
-    heatmap(axes[i, 1], torch.sigmoid(out_t["prior_logits"][i, 0]).numpy(), image=img, vmin=0, vmax=1,
-            title="position prior σ(P)")
+    heatmap(
+        axes[i, 1],
+        torch.sigmoid(out_t["prior_logits"][i, 0]).numpy(),
+        image=img,
+        vmin=0,
+        vmax=1,
+        title="position prior σ(P)",
+    )
     overlay(axes[i, 2], img, out_t["mask"][i], contour=target, title="mask vs target (dashed)")
 plt.tight_layout()
 plt.show()
@@ -472,14 +527,22 @@ for i, m in enumerate(examples["meta"]):
     img, target = show_image(i, examples), examples["mask"][i, 0].numpy() > 0.5
     overlay(axes[i, 0], img, target, title=f"target: “{m['sentence']}”")
     for ax, name, out in [(axes[i, 1], "transformer", out_t), (axes[i, 2], "filtering", out_f)]:
-        heatmap(ax, torch.sigmoid(out["prior_logits"][i, 0]).numpy(), image=img, vmin=0, vmax=1,
-                title=f"{name} prior")
+        heatmap(
+            ax,
+            torch.sigmoid(out["prior_logits"][i, 0]).numpy(),
+            image=img,
+            vmin=0,
+            vmax=1,
+            title=f"{name} prior",
+        )
 plt.tight_layout()
 plt.show()
 
 rows = ["| interaction | mIoU | oIoU | prec@0.5 |", "|---|---|---|---|"]
-rows += [f"| {n} | {100 * scores[n]['mIoU']:.2f} | {100 * scores[n]['oIoU']:.2f} | {100 * scores[n]['prec@0.5']:.2f} |"
-         for n in ("transformer", "filtering")]
+rows += [
+    f"| {n} | {100 * scores[n]['mIoU']:.2f} | {100 * scores[n]['oIoU']:.2f} | {100 * scores[n]['prec@0.5']:.2f} |"
+    for n in ("transformer", "filtering")
+]
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]

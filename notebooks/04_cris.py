@@ -34,7 +34,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 config = "smoke_cris"  # a configuration shipped with refseg_core (refseg_core/configs/) or a YAML file
@@ -50,7 +52,6 @@ num_examples = 4  # validation expressions in the before/after figure
 
 # %%
 import time
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,12 +61,14 @@ from IPython.display import Markdown, display
 from torch import nn
 
 from refseg_core import configs, engine, evidence
+from refseg_core.config import make_config
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.transforms import denormalize, letterbox_image, normalize
 from refseg_core.models import build_model
 from refseg_core.models.clip import DenseClipBackbone
-from refseg_core.models.cris import CRIS, CRISNeck, DecoderLayer, TextToPixelProjector, official_epoch_lrs
-from refseg_core.notebook import finish_dry_run, resolve_config, show_source as show
+from refseg_core.models.cris import CRIS, CRISNeck, DecoderLayer, TextToPixelProjector
+from refseg_core.notebook import finish_dry_run, resolve_config
+from refseg_core.notebook import show_source as show
 from refseg_core.viz import attention_to_words, curves, heatmap, overlay
 
 cfg = resolve_config(config, overrides, dry_run)  # what `python -m refseg_core train --config` runs
@@ -104,19 +107,27 @@ OFFICIAL_PARAMS_M = {  # the official CRIS.pytorch model with random weights (mi
     "cris_r101": {"total": 161.3},
 }
 
-val_ds = RefSegDataset(refer, "val", lambda texts: torch.zeros(len(texts), 1, dtype=torch.long), full_input_size,
-                       train=False)
+val_ds = RefSegDataset(
+    refer, "val", lambda texts: torch.zeros(len(texts), 1, dtype=torch.long), full_input_size, train=False
+)
 sample = val_ds[0]
 sample_text = sample["meta"]["sentence"]
 
 t0 = time.time()
 torch.manual_seed(cfg.seed)
 big = build_model(full_model, pretrained=pretrained).eval()
-parts = {"CLIP backbone": big.backbone, "FPN neck": big.neck, "decoder": big.decoder, "projector": big.projector}
+parts = {
+    "CLIP backbone": big.backbone,
+    "FPN neck": big.neck,
+    "decoder": big.decoder,
+    "projector": big.projector,
+}
 counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
 counts["total"] = sum(p.numel() for p in big.parameters())
 with torch.no_grad():
-    big_feats = big.forward_features(sample["image"][None], big.tokenizer([sample_text]), return_attention=True)
+    big_feats = big.forward_features(
+        sample["image"][None], big.tokenizer([sample_text]), return_attention=True
+    )
 print(f"built and ran {full_model} at {full_input_size}x{full_input_size} in {time.time() - t0:.1f} s")
 
 official = OFFICIAL_PARAMS_M.get(full_model, {})
@@ -131,6 +142,7 @@ display(Markdown("\n".join(rows)))
 # stride 16) and $v_5$ (the attention pool, stride 32). Below, each is reduced to one channel by its first
 # principal component over channels. With random weights the maps carry no semantics — they show the
 # resolution each scale keeps and the receptive field it mixes.
+
 
 # %%
 def first_pc(feat: torch.Tensor) -> np.ndarray:
@@ -170,13 +182,19 @@ with torch.no_grad():
     tiny_feats = tiny0.forward_features(batch["image"], batch["tokens"], return_attention=True)
 
 MEANING = {
-    "v3": "layer2 map (stride 8)", "v4": "layer3 map (stride 16)", "v5": "dense attention pool (stride 32)",
-    "words": "per-token text states (ln_final)", "state": "sentence vector (EOT, projected)",
-    "pad_mask": "True at padding", "fused": "neck output (stride 16)", "decoder": "decoder output",
+    "v3": "layer2 map (stride 8)",
+    "v4": "layer3 map (stride 16)",
+    "v5": "dense attention pool (stride 32)",
+    "words": "per-token text states (ln_final)",
+    "state": "sentence vector (EOT, projected)",
+    "pad_mask": "True at padding",
+    "fused": "neck output (stride 16)",
+    "decoder": "decoder output",
     "word_attention": "pixel->word weights, last layer, mean over heads",
     "word_attention_layers": "pixel->word weights, per layer and head",
     "pixel_embeddings": "projector: pixels at stride 4",
-    "kernel": "projector: per-sample 3x3 kernel", "bias": "projector: per-sample bias",
+    "kernel": "projector: per-sample 3x3 kernel",
+    "bias": "projector: per-sample bias",
     "logits": "mask logits (stride 4)",
 }
 
@@ -187,7 +205,10 @@ def shape_of(v):
     return str(tuple(v.shape))
 
 
-rows = [f"| name | {cfg.model}, input {cfg.input_size} | {full_model}, input {full_input_size} | what |", "|---|---|---|---|"]
+rows = [
+    f"| name | {cfg.model}, input {cfg.input_size} | {full_model}, input {full_input_size} | what |",
+    "|---|---|---|---|",
+]
 rows += [f"| `{k}` | {shape_of(tiny_feats[k])} | {shape_of(big_feats[k])} | {MEANING[k]} |" for k in MEANING]
 display(Markdown("\n".join(rows)))
 del big  # about 0.6 GB of weights; the rest of the page uses the tiny model
@@ -255,7 +276,9 @@ show(TextToPixelProjector.forward)
 
 # %%
 z, kern, bias = tiny_feats["pixel_embeddings"], tiny_feats["kernel"], tiny_feats["bias"]
-per_sample = torch.cat([F.conv2d(z[i:i + 1], kern[i:i + 1], bias[i:i + 1], padding=1) for i in range(len(z))])
+per_sample = torch.cat(
+    [F.conv2d(z[i : i + 1], kern[i : i + 1], bias[i : i + 1], padding=1) for i in range(len(z))]
+)
 print(f"max |grouped - per-sample| over the batch: {(per_sample - tiny_feats['logits']).abs().max():.2e}")
 
 # %% [markdown]
@@ -295,13 +318,23 @@ short_run = dict(cfg.to_dict(), output_dir=cfg.output_dir + "_short")  # not cha
 for e in range(1, run_epochs + 1):
     # The time guard covers the whole run, not each one-epoch call.
     left = None if cfg.time_limit_s is None else max(cfg.time_limit_s - train_time, 1.0)
-    result = engine.train(dict(short_run, epochs=e, time_limit_s=left), progress=True, resume=ckpt,
-                          overwrite=ckpt is None)  # epoch 1 replaces a previous build's run
+    result = engine.train(
+        dict(short_run, epochs=e, time_limit_s=left), progress=True, resume=ckpt, overwrite=ckpt is None
+    )  # epoch 1 replaces a previous build's run
     ckpt, train_time = result.checkpoint, train_time + result.train_time_s
-    sel = engine.evaluate(result.model, refer, split=selection_split, input_size=cfg.input_size, batch_size=64)
+    sel = engine.evaluate(
+        result.model, refer, split=selection_split, input_size=cfg.input_size, batch_size=64
+    )
     val_row = [r for r in result.history if "val_mIoU" in r][-1]
-    per_epoch.append({"epoch": e, "val_mIoU": val_row["val_mIoU"], "val_oIoU": val_row["val_oIoU"],
-                      f"{selection_split}_mIoU": sel["mIoU"], f"{selection_split}_oIoU": sel["oIoU"]})
+    per_epoch.append(
+        {
+            "epoch": e,
+            "val_mIoU": val_row["val_mIoU"],
+            "val_oIoU": val_row["val_oIoU"],
+            f"{selection_split}_mIoU": sel["mIoU"],
+            f"{selection_split}_oIoU": sel["oIoU"],
+        }
+    )
     print(f"-> epoch {e}: {selection_split} mIoU {100 * sel['mIoU']:.2f}", flush=True)
     if result.stopped_early:
         print(f"time guard time_limit_s={cfg.time_limit_s} reached during epoch {e}: training stops here")
@@ -319,11 +352,17 @@ print(f"training took {train_time:.0f} s over {len(per_epoch)} epoch(s)")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-curves(axes[0], [r for r in history if "images_per_s" in r], ["loss"], x="step", title="training loss", logy=True)
+curves(
+    axes[0], [r for r in history if "images_per_s" in r], ["loss"], x="step", title="training loss", logy=True
+)
 ep = [r["epoch"] for r in per_epoch]
 axes[1].plot(ep, [100 * r["val_mIoU"] for r in per_epoch], marker="o", label="val mIoU (first sentence)")
-axes[1].plot(ep, [100 * r[f"{selection_split}_mIoU"] for r in per_epoch], marker="s",
-             label=f"{selection_split} mIoU (all sentences)")
+axes[1].plot(
+    ep,
+    [100 * r[f"{selection_split}_mIoU"] for r in per_epoch],
+    marker="s",
+    label=f"{selection_split} mIoU (all sentences)",
+)
 axes[1].set_xlabel("epoch")
 axes[1].set_ylabel("%")
 axes[1].grid(alpha=0.3)
@@ -345,8 +384,9 @@ fig, axes = plt.subplots(num_examples, 4, figsize=(10, 2.7 * num_examples), sque
 for row, (ref, sent), (img, p0), (_, p1) in zip(axes, picks, before, after):
     text = refer.sentence_text(sent)
     target = refer.ref_mask(ref)
-    _, mask = engine.predict(trained, refer.load_image(ref), text, input_size=cfg.input_size,
-                             threshold=cfg.eval_threshold)
+    _, mask = engine.predict(
+        trained, refer.load_image(ref), text, input_size=cfg.input_size, threshold=cfg.eval_threshold
+    )
     overlay(row[0], refer.load_image(ref), None, contour=target, title=f"“{text}”")
     heatmap(row[1], p0, image=img, vmin=0, vmax=1, title="σ(logits), before training", colorbar=True)
     heatmap(row[2], p1, image=img, vmin=0, vmax=1, title="σ(logits), after training", colorbar=True)
@@ -381,7 +421,7 @@ for i, (ref, sent) in enumerate(chosen):
     attn = feats["word_attention"][0]  # (L, h, w): last layer, averaged over heads
     h, w = attn.shape[-2:]
     n = int((tokens[0] != 0).sum())  # SOT ... EOT, without padding
-    names = ["<sot>"] + [tok.decode(tokens[0, j:j + 1]) for j in range(1, n - 1)] + ["<eot>"]
+    names = ["<sot>"] + [tok.decode(tokens[0, j : j + 1]) for j in range(1, n - 1)] + ["<eot>"]
     ax = fig.add_subplot(gs[i, 0])
     attention_to_words(ax, attn[:n].numpy(), names, image=x)
     ax.set_title(f"“{refer.sentence_text(sent)}”", fontsize=10, pad=22)
@@ -396,8 +436,9 @@ print(f"decoder map: {h}x{w} pixels at input {cfg.input_size}; each map is shown
 # instance masks. A model that reads the expression has to beat both.
 
 # %%
-val_metrics = engine.evaluate(trained, refer, split="val", input_size=cfg.input_size, batch_size=64,
-                              threshold=cfg.eval_threshold)
+val_metrics = engine.evaluate(
+    trained, refer, split="val", input_size=cfg.input_size, batch_size=64, threshold=cfg.eval_threshold
+)
 baselines = engine.trivial_baselines(refer, "val")
 table = {cfg.model: val_metrics, **baselines}
 keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
@@ -417,8 +458,12 @@ plt.tight_layout()
 plt.show()
 best_base = max(baselines, key=lambda k: baselines[k]["mIoU"])
 verdict = "above" if val_metrics["mIoU"] > baselines[best_base]["mIoU"] else "not above"
-display(Markdown(f"After {len(per_epoch)} epoch(s) ({train_time:.0f} s of training) the model's mIoU is **{verdict}** "
-                 f"the best language-blind baseline (`{best_base}`)."))
+display(
+    Markdown(
+        f"After {len(per_epoch)} epoch(s) ({train_time:.0f} s of training) the model's mIoU is **{verdict}** "
+        f"the best language-blind baseline (`{best_base}`)."
+    )
+)
 
 # %% [markdown]
 # ## Reproduction notes
@@ -430,12 +475,24 @@ display(Markdown(f"After {len(per_epoch)} epoch(s) ({train_time:.0f} s of traini
 
 # %%
 gap = 100 * (val_metrics["mIoU"] - val_metrics["oIoU"])
-display(Markdown(f"val: mIoU {100 * val_metrics['mIoU']:.2f}, oIoU {100 * val_metrics['oIoU']:.2f} "
-                 f"(mIoU − oIoU = {gap:+.2f} points)."))
+display(
+    Markdown(
+        f"val: mIoU {100 * val_metrics['mIoU']:.2f}, oIoU {100 * val_metrics['oIoU']:.2f} "
+        f"(mIoU − oIoU = {gap:+.2f} points)."
+    )
+)
 rows = ["| method | source | metric | dataset | split | value |", "|---|---|---|---|---|---|"]
-rows += [f"| {r['method']} | {r['source']} | **{r['metric']}** | {r['dataset']} | {r['split']} | {r['value']:.2f} |"
-         for r in published["results"] if r["method"].startswith("CRIS-") and r["split"] == "val"]
-display(Markdown("Published CRIS numbers (`refseg_core.configs.published()`), with the metric they are:\n\n" + "\n".join(rows)))
+rows += [
+    f"| {r['method']} | {r['source']} | **{r['metric']}** | {r['dataset']} | {r['split']} | {r['value']:.2f} |"
+    for r in published["results"]
+    if r["method"].startswith("CRIS-") and r["split"] == "val"
+]
+display(
+    Markdown(
+        "Published CRIS numbers (`refseg_core.configs.published()`), with the metric they are:\n\n"
+        + "\n".join(rows)
+    )
+)
 
 # %% [markdown]
 # ### The "contrastive" loss is binary cross-entropy
@@ -468,26 +525,36 @@ print(f"|difference| = {abs(ours - plain):.2e}")
 #
 # The recipe says: Adam at $10^{-4}$, the CLIP backbone at $0.1\times$, decay $\times0.1$ at epoch 35.
 # The official parameter groups carry only `initial_lr`, so Adam gives every group the base rate, and the
-# scheduler corrects the backbone only after the first epoch. `official_epoch_lrs` reproduces that; the
-# intended schedule is what `engine.train` does by default (`official_lr_quirk: false`), simulated here
-# with the same optimiser and scheduler.
+# scheduler corrects the backbone only after the first epoch. `official_epoch_lrs` writes that rule down.
+# The engine's own optimiser and schedule (`engine.build_optimizer`, then `engine.end_epoch` after each
+# epoch) take epoch 1's rates from it when `official_lr_quirk: true`; by default (`false`) they run the
+# intended schedule. `engine.lr_by_epoch` runs those two functions without training, for both settings.
 
 # %%
-show(official_epoch_lrs)
+show(engine.official_epoch_lrs)
+show(engine.build_optimizer)
+show(engine.end_epoch)
 
 # %%
 base_lr, n_epochs, ms = 1e-4, 50, [35]
+recipe = make_config(
+    dict(
+        cfg.to_dict(),
+        lr=base_lr,
+        backbone_lr_mult=0.1,
+        milestones=ms,
+        lr_gamma=0.1,
+        epochs=n_epochs,
+        official_lr_quirk=False,
+    )
+)
 groups = tiny0.param_groups(base_lr, 0.1)
-official_lrs = np.array([official_epoch_lrs(groups, e, base_lr, ms, 0.1) for e in range(1, n_epochs + 1)])
-opt = torch.optim.Adam(tiny0.param_groups(base_lr, 0.1), lr=base_lr)
-sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=ms, gamma=0.1)
-intended_lrs = []
-with warnings.catch_warnings():  # no optimiser steps here: we only read the schedule
-    warnings.simplefilter("ignore", UserWarning)
-    for _ in range(n_epochs):
-        intended_lrs.append([g["lr"] for g in opt.param_groups])
-        sched.step()
-intended_lrs = np.array(intended_lrs)
+official_lrs = np.array(
+    [engine.official_epoch_lrs(groups, e, base_lr, ms, 0.1) for e in range(1, n_epochs + 1)]
+)
+intended_lrs = np.array(engine.lr_by_epoch(recipe, tiny0))
+quirk_lrs = np.array(engine.lr_by_epoch(make_config(dict(recipe.to_dict(), official_lr_quirk=True)), tiny0))
+assert np.allclose(quirk_lrs, official_lrs)  # the engine with the quirk on runs the official schedule
 
 fig, ax = plt.subplots(figsize=(7, 3))
 e_axis = np.arange(1, n_epochs + 1)
@@ -501,9 +568,13 @@ ax.legend(fontsize=8)
 ax.grid(alpha=0.3)
 plt.tight_layout()
 plt.show()
-diff_epochs = [int(e) for e, a, b in zip(e_axis, official_lrs[:, 0], intended_lrs[:, 0]) if not np.isclose(a, b)]
-print(f"backbone lr differs in epoch(s) {diff_epochs}: official {official_lrs[0, 0]:.0e}, "
-      f"intended {intended_lrs[0, 0]:.0e}")
+diff_epochs = [
+    int(e) for e, a, b in zip(e_axis, official_lrs[:, 0], intended_lrs[:, 0]) if not np.isclose(a, b)
+]
+print(
+    f"backbone lr differs in epoch(s) {diff_epochs}: official {official_lrs[0, 0]:.0e}, "
+    f"intended {intended_lrs[0, 0]:.0e}"
+)
 
 # %% [markdown]
 # With pretrained CLIP weights, one epoch at ten times the intended rate can move the backbone away from
@@ -524,6 +595,7 @@ print("requires_grad after the assignment:", emb.weight.requires_grad)
 # receives a gradient. `freeze_token_embedding=True` does what was meant. (The smoke run of this page sets it
 # in `model_overrides` for speed: Adam on the 49,408 rows of a tiny model is much of its CPU step time.)
 
+
 # %%
 def token_embedding_grad(net):
     net.eval()  # eval mode: BatchNorm statistics stay untouched
@@ -537,16 +609,24 @@ def token_embedding_grad(net):
 tiny_kw = {**cfg.model_overrides, "word_len": cfg.word_len}
 default = build_model(cfg.model, **{**tiny_kw, "freeze_token_embedding": False})
 g = token_embedding_grad(default)
-print(f"default: requires_grad={default.backbone.token_embedding.weight.requires_grad}, "
-      f"rows with a non-zero gradient on one batch: {int((g.abs().sum(1) > 0).sum())}")
+print(
+    f"default: requires_grad={default.backbone.token_embedding.weight.requires_grad}, "
+    f"rows with a non-zero gradient on one batch: {int((g.abs().sum(1) > 0).sum())}"
+)
 moved = (trained.backbone.token_embedding.weight - tiny0.backbone.token_embedding.weight).abs().sum(1) > 0
-print(f"this page's run (freeze_token_embedding={cfg.model_overrides.get('freeze_token_embedding', False)}): "
-      f"rows changed by training: {int(moved.sum())} of {moved.numel()}")
+print(
+    f"this page's run (freeze_token_embedding={cfg.model_overrides.get('freeze_token_embedding', False)}): "
+    f"rows changed by training: {int(moved.sum())} of {moved.numel()}"
+)
 frozen = build_model(cfg.model, **{**tiny_kw, "freeze_token_embedding": True})
 g = token_embedding_grad(frozen)
-in_groups = any(p is frozen.backbone.token_embedding.weight for grp in frozen.param_groups(cfg.lr) for p in grp["params"])
-print(f"freeze_token_embedding=True: requires_grad={frozen.backbone.token_embedding.weight.requires_grad}, "
-      f"gradient {'None' if g is None else 'present'}, in the optimiser's groups: {in_groups}")
+in_groups = any(
+    p is frozen.backbone.token_embedding.weight for grp in frozen.param_groups(cfg.lr) for p in grp["params"]
+)
+print(
+    f"freeze_token_embedding=True: requires_grad={frozen.backbone.token_embedding.weight.requires_grad}, "
+    f"gradient {'None' if g is None else 'present'}, in the optimiser's groups: {in_groups}"
+)
 
 # %% [markdown]
 # ### Choosing the checkpoint on a test split
@@ -561,13 +641,24 @@ sel_key = f"{selection_split}_mIoU"
 by_val = max(per_epoch, key=lambda r: r["val_mIoU"])
 by_test = max(per_epoch, key=lambda r: r[sel_key])
 last = per_epoch[-1]
-rows = [f"| checkpoint chosen by | epoch | val mIoU (first sentence) | {selection_split} mIoU |", "|---|---|---|---|"]
-for name, r in [("last epoch", last), ("best val (honest)", by_val), (f"best {selection_split} (official RefCOCO+)", by_test)]:
+rows = [
+    f"| checkpoint chosen by | epoch | val mIoU (first sentence) | {selection_split} mIoU |",
+    "|---|---|---|---|",
+]
+for name, r in [
+    ("last epoch", last),
+    ("best val (honest)", by_val),
+    (f"best {selection_split} (official RefCOCO+)", by_test),
+]:
     rows.append(f"| {name} | {r['epoch']} | {100 * r['val_mIoU']:.2f} | {100 * r[sel_key]:.2f} |")
 display(Markdown("\n".join(rows)))
 optimism = 100 * (by_test[sel_key] - by_val[sel_key])
-display(Markdown(f"Selecting on {selection_split} reports {optimism:.2f} points more than selecting on val in "
-                 "this run; by construction it can never report less."))
+display(
+    Markdown(
+        f"Selecting on {selection_split} reports {optimism:.2f} points more than selecting on val in "
+        "this run; by construction it can never report less."
+    )
+)
 
 # %% [markdown]
 # ### What was checked against the official code
@@ -589,28 +680,40 @@ facts = [
     ("date, device", f"{eq['date']}, {eq['device']} (torch {eq['torch']}, Python {eq['python']})"),
     ("model, input, batch", f"{eq['arch']}, {eq['input_size']}x{eq['input_size']}, batch {eq['batch']}"),
     ("official commit", f"`{eq['official_repo_commit']}`"),
-    ("logits: max abs difference", f"{eq['max_abs_diff']:.2e} (largest absolute logit {eq['max_abs_logit']:.2f})"),
-    ("v3, v4, v5, words, state: max abs difference",
-     ", ".join(f"{v:.1e}" for v in eq["max_abs_diff_parts"].values())),
+    (
+        "logits: max abs difference",
+        f"{eq['max_abs_diff']:.2e} (largest absolute logit {eq['max_abs_logit']:.2f})",
+    ),
+    (
+        "v3, v4, v5, words, state: max abs difference",
+        ", ".join(f"{v:.1e}" for v in eq["max_abs_diff_parts"].values()),
+    ),
     ("training loss, ours / official", f"{tm['loss_ours']:.6f} / {tm['loss_official']:.6f}"),
     ("gradients compared, same names", f"{tm['grads_compared']}, {tm['same_grad_keys']}"),
-    ("gradient difference relative to each tensor's largest (median / worst)",
-     f"{tm['median_relative_grad_diff']:.1e} / {max(tm['worst_relative_grad_diff'].values()):.1e}"),
+    (
+        "gradient difference relative to each tensor's largest (median / worst)",
+        f"{tm['median_relative_grad_diff']:.1e} / {max(tm['worst_relative_grad_diff'].values()):.1e}",
+    ),
     ("key mapping round trip exact", str(eq["key_mapping_roundtrip"])),
     ("tokens equal the official tokenizer's", str(eq["tokens_match_official_tokenizer"])),
 ]
 rows = ["| what | result |", "|---|---|"] + [f"| {a} | {b} |" for a, b in facts]
 display(Markdown("\n".join(rows)))
 rows = ["| parameters | ours | official |", "|---|---|---|"]
-rows += [f"| {k} | {eq['params']['ours'][k]:,} | {eq['params']['official'][k]:,} |" for k in eq["params"]["ours"]]
+rows += [
+    f"| {k} | {eq['params']['ours'][k]:,} | {eq['params']['official'][k]:,} |" for k in eq["params"]["ours"]
+]
 display(Markdown("\n".join(rows)))
 
 # %%
 exact = [k for k, v in eq["max_abs_diff_parts"].items() if v == 0.0]
-display(Markdown(
-    f"Relative to the largest logit, the largest logit difference is {eq['max_abs_diff'] / eq['max_abs_logit']:.1e}; "
-    f"outputs that agree bit for bit: {', '.join(exact) if exact else 'none'}. What this does *not* check: "
-    "trained weights (none were released, official issue #3), the data pipeline and the training loop."))
+display(
+    Markdown(
+        f"Relative to the largest logit, the largest logit difference is {eq['max_abs_diff'] / eq['max_abs_logit']:.1e}; "
+        f"outputs that agree bit for bit: {', '.join(exact) if exact else 'none'}. What this does *not* check: "
+        "trained weights (none were released, official issue #3), the data pipeline and the training loop."
+    )
+)
 
 # %% [markdown]
 # ## Summary

@@ -33,7 +33,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 config = "smoke_cris"  # the CRIS run: a configuration shipped with refseg_core, or a YAML file
@@ -43,35 +45,34 @@ lts_overrides = {}
 dry_run = False  # print the resolved configuration(s) and stop before training
 
 # %%
-import bisect
 import inspect
+import math
 import os
-import statistics
 import time
 import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import torch
-import yaml
 from IPython.display import Markdown, display
+from matplotlib.ticker import MaxNLocator
 from torch.utils.data import DistributedSampler
 
+from refseg_core import configs, engine
 from refseg_core import distributed as distu
-from refseg_core import engine
-from refseg_core import configs
 from refseg_core.checkpoint import atomic_torch_save
 from refseg_core.config import load_config, make_config
-from refseg_core.notebook import finish_dry_run, resolve_config, show_source
 from refseg_core.data.dataset import RefSegDataset, collate
-from refseg_core.models.cris import official_epoch_lrs
+from refseg_core.notebook import finish_dry_run, resolve_config, show_source
 from refseg_core.viz import curves
 
 # The same function as `python -m refseg_core train --config`: the same name and overrides, the same run.
 cris_config = resolve_config(config, overrides, dry_run, label=f"config: {config}")
-lts_run = resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config: {lts_config}") \
-    if lts_config is not None else None
+lts_run = (
+    resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config: {lts_config}")
+    if lts_config is not None
+    else None
+)
 finish_dry_run(dry_run)
 
 # %%
@@ -81,11 +82,15 @@ published = configs.published()
 full_recipe = load_config("cris_r50_refcoco")  # the paper-cell configuration: every field, defaults included
 run_device = distu.resolve_device(cris_config.device, distu.env_info())
 kind = "synthetic" if cris_config.synthetic else "real"
-print(f"CRIS run: {cris_config.model} on {cris_config.dataset} ({kind} data), {cris_config.epochs} epochs, "
-      f"batch {cris_config.batch_size}, precision {cris_config.precision}, device {run_device}")
+print(
+    f"CRIS run: {cris_config.model} on {cris_config.dataset} ({kind} data), {cris_config.epochs} epochs, "
+    f"batch {cris_config.batch_size}, precision {cris_config.precision}, device {run_device}"
+)
 if lts_run is not None:
-    print(f"LTS run:  {lts_run.model}, {lts_run.epochs} epochs, batch {lts_run.batch_size}, "
-          f"precision {lts_run.precision}")
+    print(
+        f"LTS run:  {lts_run.model}, {lts_run.epochs} epochs, batch {lts_run.batch_size}, "
+        f"precision {lts_run.precision}"
+    )
 
 # %% [markdown]
 # ## The official recipe, and what this book changed
@@ -119,8 +124,10 @@ OFFICIAL_CRIS = {
 }
 ours = full_recipe.to_dict()
 ours["optimizer"] = "Adam (engine.train)"
-rows = ["| parameter | official CRIS (config/refcoco/cris_r50.yaml, train.py) "
-        "| this book (cris_r50_refcoco) | |", "|---|---|---|---|"]
+rows = [
+    "| parameter | official CRIS (config/refcoco/cris_r50.yaml, train.py) | this book (cris_r50_refcoco) | |",
+    "|---|---|---|---|",
+]
 for key, official in OFFICIAL_CRIS.items():
     mine = ours[key]
     same = mine == official or (key == "optimizer" and str(mine).startswith(official))
@@ -144,33 +151,41 @@ display(Markdown("\n".join(rows)))
 #
 # **The learning-rate quirk.** The official parameter groups carry only `initial_lr`; `Adam(params,
 # lr=1e-4)` then gives *every* group $10^{-4}$, and the scheduler only switches the backbone to its
-# $\times0.1$ rate after the first epoch. `refseg_core.models.cris.official_epoch_lrs` writes that
-# behaviour down; next to it, the schedule `engine.train` builds (Adam over `model.param_groups`,
-# `MultiStepLR` stepped once per epoch), both for the full recipe's values:
+# $\times0.1$ rate after the first epoch. `engine.official_epoch_lrs` writes that rule down; next to it,
+# the schedule `engine.train` runs — `engine.build_optimizer` (Adam over `model.param_groups`,
+# `MultiStepLR`, the optional warm-up) and `engine.end_epoch` after each epoch, here through
+# `engine.lr_by_epoch` — both for the full recipe's values. With `official_lr_quirk: true` the same two
+# functions give the official rates (checked below).
 
 # %%
 _probe_cfg = make_config(dict(cris_config.to_dict(), pretrained=None))  # no weights needed for a schedule
 probe_refer = engine.prepare_data(_probe_cfg)
 probe_model = engine.build_model_for(_probe_cfg, probe_refer)
 groups = probe_model.param_groups(full_recipe.lr, full_recipe.backbone_lr_mult)
-opt = torch.optim.Adam([dict(g) for g in groups], lr=full_recipe.lr)
-sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=full_recipe.milestones,
-                                             gamma=full_recipe.lr_gamma)
-ours_by_epoch = {}
-for epoch in range(1, full_recipe.epochs + 1):
-    ours_by_epoch[epoch] = [g["lr"] for g in opt.param_groups]
-    opt.step()  # no gradients: nothing changes, but the scheduler expects a step first
-    sched.step()
-for g in groups:
-    g.setdefault("initial_lr", g["lr"])
+ours_by_epoch = dict(enumerate(engine.lr_by_epoch(full_recipe, probe_model), start=1))
+quirk_by_epoch = dict(
+    enumerate(
+        engine.lr_by_epoch(make_config(dict(full_recipe.to_dict(), official_lr_quirk=True)), probe_model),
+        start=1,
+    )
+)
 names = [g.get("name", str(i)) for i, g in enumerate(groups)]
 show = sorted({1, 2, *full_recipe.milestones, *(m + 1 for m in full_recipe.milestones), full_recipe.epochs})
-rows = ["| epoch | " + " | ".join([f"official {n}" for n in names] + [f"ours {n}" for n in names]) + " |",
-        "|---" * (1 + 2 * len(names)) + "|"]
-for e in show:
-    off = official_epoch_lrs(groups, e, full_recipe.lr, full_recipe.milestones, full_recipe.lr_gamma)
-    rows.append(f"| {e} | " + " | ".join(f"{v:.0e}" for v in off) + " | "
-                + " | ".join(f"{v:.0e}" for v in ours_by_epoch[e]) + " |")
+rows = [
+    "| epoch | " + " | ".join([f"official {n}" for n in names] + [f"ours {n}" for n in names]) + " |",
+    "|---" * (1 + 2 * len(names)) + "|",
+]
+for e in range(1, full_recipe.epochs + 1):
+    off = engine.official_epoch_lrs(groups, e, full_recipe.lr, full_recipe.milestones, full_recipe.lr_gamma)
+    assert all(math.isclose(a, b) for a, b in zip(off, quirk_by_epoch[e])), e  # official_lr_quirk: true
+    if e in show:
+        rows.append(
+            f"| {e} | "
+            + " | ".join(f"{v:.0e}" for v in off)
+            + " | "
+            + " | ".join(f"{v:.0e}" for v in ours_by_epoch[e])
+            + " |"
+        )
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
@@ -211,8 +226,14 @@ for fn in (engine.amp_dtype, engine.autocast, engine.train_step, engine.backward
 # %%
 dev = run_device
 timing_batch = 4 if dev.type == "cpu" else min(cris_config.batch_size, 16)
-train_ds = RefSegDataset(probe_refer, cris_config.train_split, probe_model.tokenizer, cris_config.input_size,
-                         train=True, seed=cris_config.seed)
+train_ds = RefSegDataset(
+    probe_refer,
+    cris_config.train_split,
+    probe_model.tokenizer,
+    cris_config.input_size,
+    train=True,
+    seed=cris_config.seed,
+)
 batch = collate([train_ds[i] for i in range(timing_batch)])
 variants = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
 if dev.type == "cuda":
@@ -232,14 +253,14 @@ def make_stepper(prec: str, channels_last: bool):
     if channels_last:
         m = m.to(memory_format=torch.channels_last)
     loss_module = engine.LossModule(m, cfg.dice_weight)
-    optimizer = torch.optim.Adam(m.parameters(), lr=cfg.lr)
+    optimizer, _, _ = engine.build_optimizer(cfg, m)  # the run's Adam and parameter groups
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     amp = engine.amp_dtype(prec, dev)
 
     def step() -> tuple[float, float]:
         sync()
         t0 = time.perf_counter()
-        out = engine.train_step(loss_module, batch, optimizer, scaler, cfg, dev, amp)
+        out = engine.train_step(loss_module, batch, dev, amp, channels_last=cfg.channels_last)
         engine.backward_step(out, loss_module, optimizer, scaler, cfg)
         sync()
         return time.perf_counter() - t0, float(out["loss"].detach())
@@ -261,16 +282,20 @@ del steppers
 base_t = timings[("fp32", False)][0]
 load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if dev.type == "cpu" else ""
 name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
-rows = [f"Device: **{name}**{load}; model {cris_config.model}, batch {timing_batch}, "
-        f"input {cris_config.input_size}.\n",
-        "| precision | channels_last | s / step (fastest of 3) | relative to fp32 | loss after 4 steps |",
-        "|---|---|---|---|---|"]
+rows = [
+    f"Device: **{name}**{load}; model {cris_config.model}, batch {timing_batch}, "
+    f"input {cris_config.input_size}.\n",
+    "| precision | channels_last | s / step (fastest of 3) | relative to fp32 | loss after 4 steps |",
+    "|---|---|---|---|---|",
+]
 for (prec, cl), (t, loss) in timings.items():
     rows.append(f"| {prec} | {cl} | {t:.3f} | {t / base_t:.2f}x | {loss:.4f} |")
 fastest = min(timings, key=lambda v: timings[v][0])
-rows.append(f"\nOn this {name}, the fastest setting measured was **{fastest[0]}"
-            f"{' + channels_last' if fastest[1] else ''}**; bf16 without channels_last took "
-            f"{timings[('bf16', False)][0] / base_t:.2f}x the fp32 time.")
+rows.append(
+    f"\nOn this {name}, the fastest setting measured was **{fastest[0]}"
+    f"{' + channels_last' if fastest[1] else ''}**; bf16 without channels_last took "
+    f"{timings[('bf16', False)][0] / base_t:.2f}x the fp32 time."
+)
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
@@ -299,8 +324,10 @@ show_source(distu.setup)
 
 # %%
 for drop_last in (True, False):
-    shares = [list(DistributedSampler(range(10), num_replicas=4, rank=r, shuffle=False, drop_last=drop_last))
-              for r in range(4)]
+    shares = [
+        list(DistributedSampler(range(10), num_replicas=4, rank=r, shuffle=False, drop_last=drop_last))
+        for r in range(4)
+    ]
     print(f"drop_last={drop_last}: " + "  ".join(f"rank {r}: {s}" for r, s in enumerate(shares)))
 
 # %% [markdown]
@@ -328,8 +355,10 @@ display(Markdown("\n".join(rows)))
 n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in probe_model.modules())
 converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(probe_model)
 n_sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules())
-print(f"{cris_config.model}: {n_bn} BatchNorm layers; "
-      f"after convert_sync_batchnorm, {n_sync} SyncBatchNorm layers")
+print(
+    f"{cris_config.model}: {n_bn} BatchNorm layers; "
+    f"after convert_sync_batchnorm, {n_sync} SyncBatchNorm layers"
+)
 del probe_model, converted
 
 # %% [markdown]
@@ -369,12 +398,16 @@ rows = ["| method | source | metric | dataset | split | value (%) |", "|---|---|
 for r in published["results"]:
     same_cell = (r["dataset"], r["split"]) == (target.dataset, target.val_split)
     if same_cell and r["method"] in methods:
-        rows.append("| " + " | ".join(str(r[k]) for k in ("method", "source", "metric", "dataset", "split"))
-                    + f" | {r['value']:.2f} |")
+        rows.append(
+            "| "
+            + " | ".join(str(r[k]) for k in ("method", "source", "metric", "dataset", "split"))
+            + f" | {r['value']:.2f} |"
+        )
 display(Markdown("\n".join(rows)))
 if cris_config.synthetic:
-    display(Markdown("This run uses the **synthetic** dataset: its scores below are not comparable with "
-                     "these."))
+    display(
+        Markdown("This run uses the **synthetic** dataset: its scores below are not comparable with these.")
+    )
 
 # %% [markdown]
 # ## Training CRIS
@@ -430,14 +463,19 @@ plt.show()
 # Validation after every epoch, both averages of chapter 2, with the best language-blind baseline (the
 # largest object of the image, or the whole image) as a dotted line:
 
+
 # %%
 def baselines_of(res):
     """The trivial baselines on the validation sentences the run was scored on."""
     if "baselines" in res.extra:
         return res.extra["baselines"]
     cfg = res.config
-    return engine.trivial_baselines(engine.prepare_data(cfg), cfg.val_split, cfg.max_eval_items,
-                                    first_sentence_only=cfg.val_first_sentence_only)
+    return engine.trivial_baselines(
+        engine.prepare_data(cfg),
+        cfg.val_split,
+        cfg.max_eval_items,
+        first_sentence_only=cfg.val_first_sentence_only,
+    )
 
 
 baselines = {n: baselines_of(res) for n, res in runs.items()}
@@ -472,8 +510,9 @@ plt.show()
 keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
 rows = ["| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
 for n, res in runs.items():
-    rows.append(f"| **{n}** ({res.config.model}) | "
-                + " | ".join(f"{100 * res.metrics[k]:.2f}" for k in keys) + " |")
+    rows.append(
+        f"| **{n}** ({res.config.model}) | " + " | ".join(f"{100 * res.metrics[k]:.2f}" for k in keys) + " |"
+    )
 for b, m in baselines["CRIS"].items():
     rows.append(f"| baseline: {b} | " + " | ".join(f"{100 * m[k]:.2f}" for k in keys) + " |")
 display(Markdown("\n".join(rows)))
@@ -489,9 +528,14 @@ for n, res in runs.items():
         "baseline "
         f"({best_name}, {100 * best['mIoU']:.1f} %), after {len(epoch_rows[n])} validations and "
         f"{res.history[-1]['step']} steps in {res.train_time_s:.0f} s"
-        + (f" (stopped by `time_limit_s` = {res.config.time_limit_s:.0f} s before epoch {res.config.epochs})"
-           if res.stopped_early else "") + " — "
-        + ("it **meets** the bar." if ok else "it **does not meet** the bar on this run."))
+        + (
+            f" (stopped by `time_limit_s` = {res.config.time_limit_s:.0f} s before epoch {res.config.epochs})"
+            if res.stopped_early
+            else ""
+        )
+        + " — "
+        + ("it **meets** the bar." if ok else "it **does not meet** the bar on this run.")
+    )
 display(Markdown("\n".join(verdicts)))
 
 # %% [markdown]
@@ -511,7 +555,9 @@ display(Markdown("\n".join(verdicts)))
 # %%
 from refseg_core.resolution import stride_ceiling
 
-val_masks = [probe_refer.ref_mask(r) for r in probe_refer.split_refs(cris_config.val_split)]  # data of the CRIS run
+val_masks = [
+    probe_refer.ref_mask(r) for r in probe_refer.split_refs(cris_config.val_split)
+]  # data of the CRIS run
 decode_stride = {}
 with torch.no_grad():
     for n, res in runs.items():
@@ -530,10 +576,20 @@ for s in strides:
 for n, res in runs.items():
     c = ceiling[res.config.input_size, decode_stride[n]]
     ax.plot([res.config.input_size], [100 * c], "k*", ms=12)
-    ax.plot([res.config.input_size], [100 * res.metrics["mIoU"]], "rx", ms=9,
-            label="smoke runs: val mIoU reached" if n == next(iter(runs)) else None)
-    ax.annotate(f"{n} smoke run\n(stride {decode_stride[n]}, {res.config.input_size} px)",
-                (res.config.input_size, 100 * c), textcoords="offset points", xytext=(8, -4), fontsize=8)
+    ax.plot(
+        [res.config.input_size],
+        [100 * res.metrics["mIoU"]],
+        "rx",
+        ms=9,
+        label="smoke runs: val mIoU reached" if n == next(iter(runs)) else None,
+    )
+    ax.annotate(
+        f"{n} smoke run\n(stride {decode_stride[n]}, {res.config.input_size} px)",
+        (res.config.input_size, 100 * c),
+        textcoords="offset points",
+        xytext=(8, -4),
+        fontsize=8,
+    )
 ax.set_xlabel("model input size (px)")
 ax.set_ylabel("mIoU of the averaged masks (%)")
 ax.set_title("how much of the val masks a grid of that stride keeps", fontsize=10)
@@ -543,9 +599,11 @@ ax.legend(fontsize=8)
 plt.tight_layout()
 plt.show()
 for n, res in runs.items():
-    print(f"{n}: decodes at stride {decode_stride[n]}; at {res.config.input_size} px the averaged masks score "
-          f"{100 * ceiling[res.config.input_size, decode_stride[n]]:.1f} % mIoU; the run reached "
-          f"{100 * res.metrics['mIoU']:.1f} %")
+    print(
+        f"{n}: decodes at stride {decode_stride[n]}; at {res.config.input_size} px the averaged masks score "
+        f"{100 * ceiling[res.config.input_size, decode_stride[n]]:.1f} % mIoU; the run reached "
+        f"{100 * res.metrics['mIoU']:.1f} %"
+    )
 
 # %% [markdown]
 # On the synthetic images the stride-16 grid of CRIS holds far less of a mask than LTS's stride-8 grid,
@@ -625,9 +683,11 @@ def describe(v):
 print(f"{ckpt_path} ({ckpt_path.stat().st_size / 1e6:.1f} MB)")
 for k, v in ckpt.items():
     print(f"  {k:13s} {describe(v)}")
-print(f"model tensors: {len(ckpt['model'])}, "
-      f"optimizer state for {len(ckpt['optimizer']['state'])} parameters, "
-      f"scheduler last_epoch {ckpt['scheduler']['last_epoch']}")
+print(
+    f"model tensors: {len(ckpt['model'])}, "
+    f"optimizer state for {len(ckpt['optimizer']['state'])} parameters, "
+    f"scheduler last_epoch {ckpt['scheduler']['last_epoch']}"
+)
 
 # %% [markdown]
 # To continue a run — for instance for more epochs — pass the checkpoint as `resume`; the model is rebuilt

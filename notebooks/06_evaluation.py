@@ -32,7 +32,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 config = "smoke_cris"  # the CRIS model: a finished run of this configuration is reused, else trained here
@@ -54,9 +56,6 @@ gref_finetune_items = 1200  # gRefCOCO training refs of the one fine-tuning epoc
 
 # %%
 import collections
-import json
-import math
-import os
 import warnings
 from pathlib import Path
 
@@ -64,28 +63,30 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from IPython.display import Markdown, display
 from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 
-from refseg_core import engine, postprocess
 from refseg_core import configs as shipped
+from refseg_core import engine, postprocess
 from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.config import make_config
-from refseg_core.notebook import finish_dry_run, resolve_config, show_source, trained_checkpoint
 from refseg_core.data.dataset import RefSegDataset, collate
+from refseg_core.data.expression_kind import KINDS, LOCATION_WORDS, RELATION_WORDS, expression_kind
 from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import ensure_synthetic
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, LetterboxParams, denormalize, inverse_letterbox
+from refseg_core.io import write_json
 from refseg_core.metrics import PR_THRESHOLDS, RefSegMetrics
-from refseg_core.data.expression_kind import KINDS, LOCATION_WORDS, RELATION_WORDS, expression_kind
+from refseg_core.notebook import finish_dry_run, resolve_config, show_source, trained_checkpoint
 from refseg_core.viz import grid, heatmap, overlay
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto, imported by open_clip's deps
 torch.set_num_threads(num_threads)
-run_cfgs = {"cris": resolve_config(config, overrides, dry_run, label=f"config: {config}"),
-            "lts": resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config: {lts_config}")}
+run_cfgs = {
+    "cris": resolve_config(config, overrides, dry_run, label=f"config: {config}"),
+    "lts": resolve_config(lts_config, lts_overrides, dry_run, label=f"lts_config: {lts_config}"),
+}
 finish_dry_run(dry_run)
 
 # %%
@@ -110,23 +111,35 @@ for key, run_cfg in run_cfgs.items():
     ckpt = load_checkpoint(checkpoints[key])
     models[key], configs[key] = model_from_checkpoint(ckpt), make_config(ckpt["config"])
     n_params = sum(p.numel() for p in models[key].parameters()) / 1e6
-    print(f"{key}: {models[key].config['name']} from {checkpoints[key]} ({n_params:.2f}M parameters, input "
-          f"{configs[key].input_size}; trained on {configs[key].dataset}: {int(ckpt['epoch'])} epochs, "
-          f"{int(ckpt['step'])} steps)")
+    print(
+        f"{key}: {models[key].config['name']} from {checkpoints[key]} ({n_params:.2f}M parameters, input "
+        f"{configs[key].input_size}; trained on {configs[key].dataset}: {int(ckpt['epoch'])} epochs, "
+        f"{int(ckpt['step'])} steps)"
+    )
 name = {k: m.config["name"] for k, m in models.items()}
 
 dataset, split_by = configs["cris"].dataset, configs["cris"].split_by
 if (configs["lts"].dataset, configs["lts"].split_by) != (dataset, split_by):
-    raise ValueError(f"the checkpoints were trained on different data: cris on {dataset} ({split_by}), "
-                     f"lts on {configs['lts'].dataset} ({configs['lts'].split_by})")
+    raise ValueError(
+        f"the checkpoints were trained on different data: cris on {dataset} ({split_by}), "
+        f"lts on {configs['lts'].dataset} ({configs['lts'].split_by})"
+    )
 data = configs["cris"]  # the evaluation data: that of the CRIS run (the LTS run's must match)
 data_root, synthetic = data.data_root, data.synthetic
 refer = engine.prepare_data(data)
 eval_output_dir = Path(data.output_dir).parent / "06_evaluation"  # eval_<dataset>_<split>.json per model
 ORDER = ["val", "testA", "testB", "test"]  # the papers' column order; other splits follow
-eval_splits = list(splits) if splits else sorted((s for s in refer.splits() if s != "train"),
-                                                 key=lambda s: (ORDER.index(s) if s in ORDER else len(ORDER), s))
-print(f"{dataset} ({split_by}): evaluating {', '.join(f'{s} ({len(refer.sentences(s))} sentences)' for s in eval_splits)}")
+eval_splits = (
+    list(splits)
+    if splits
+    else sorted(
+        (s for s in refer.splits() if s != "train"),
+        key=lambda s: (ORDER.index(s) if s in ORDER else len(ORDER), s),
+    )
+)
+print(
+    f"{dataset} ({split_by}): evaluating {', '.join(f'{s} ({len(refer.sentences(s))} sentences)' for s in eval_splits)}"
+)
 
 # %% [markdown]
 # ## From logits to a mask, step by step
@@ -164,8 +177,10 @@ p_input = F.interpolate(p_stride4, size=(lb.size, lb.size), mode="bicubic", alig
 p_orig = inverse_letterbox(p_input[0, 0], lb, mode="bicubic")  # step 3, (H, W)
 mask = (p_orig > threshold).numpy()  # step 4
 library_mask = postprocess.logits_to_masks(logits, [lb], threshold)[0]
-print(f"logits {tuple(logits.shape)} -> {tuple(p_input.shape[-2:])} -> {tuple(p_orig.shape)}; "
-      f"identical to logits_to_masks: {np.array_equal(mask, library_mask)}")
+print(
+    f"logits {tuple(logits.shape)} -> {tuple(p_input.shape[-2:])} -> {tuple(p_orig.shape)}; "
+    f"identical to logits_to_masks: {np.array_equal(mask, library_mask)}"
+)
 assert np.array_equal(mask, library_mask)
 
 target = item["meta"]["orig_mask"].astype(bool)
@@ -173,11 +188,23 @@ val_pairs = refer.sentences("val")
 image = refer.load_image(val_pairs[example_index][0])
 stage_iou = RefSegMetrics().update(mask, target)
 fig, axes = plt.subplots(1, 5, figsize=(14, 3.3))
-overlay(axes[0], denormalize(item["image"], CLIP_MEAN, CLIP_STD), None,
-        title=f"input {lb.size}x{lb.size}: {item['meta']['sentence']}")
-heatmap(axes[1], p_stride4[0, 0], vmin=0, vmax=1, title=f"1. sigmoid at stride 4 ({logits.shape[-1]}x{logits.shape[-1]})")
+overlay(
+    axes[0],
+    denormalize(item["image"], CLIP_MEAN, CLIP_STD),
+    None,
+    title=f"input {lb.size}x{lb.size}: {item['meta']['sentence']}",
+)
+heatmap(
+    axes[1],
+    p_stride4[0, 0],
+    vmin=0,
+    vmax=1,
+    title=f"1. sigmoid at stride 4 ({logits.shape[-1]}x{logits.shape[-1]})",
+)
 heatmap(axes[2], p_input[0, 0], vmin=0, vmax=1, title=f"2. bicubic to {lb.size}x{lb.size}")
-heatmap(axes[3], p_orig, image=image, vmin=0, vmax=1, title=f"3. inverse letterbox to {lb.orig_w}x{lb.orig_h}")
+heatmap(
+    axes[3], p_orig, image=image, vmin=0, vmax=1, title=f"3. inverse letterbox to {lb.orig_w}x{lb.orig_h}"
+)
 overlay(axes[4], image, mask, contour=target, title=f"4. > {threshold}: IoU {stage_iou:.2f} (dashed: target)")
 plt.tight_layout()
 plt.show()
@@ -196,26 +223,35 @@ plt.show()
 # (`engine.trivial_baselines`). The results are also written as `eval_<dataset>_<split>.json`, the
 # format of `python -m refseg_core evaluate`, which chapter 7 gathers.
 
+
 # %%
 def save_eval(metrics: dict, model_key: str, data_name: str, split: str, checkpoint) -> Path:
     """Write one split's metrics as ``<eval_output_dir>/<model>/eval_<dataset>_<split>.json`` (atomically)."""
     out = Path(eval_output_dir) / name[model_key] / f"eval_{data_name}_{split}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
-    meta = {"checkpoint": str(checkpoint), "model": name[model_key], "dataset": data_name, "split_by": split_by,
-            "split": split, "threshold": threshold, "synthetic": synthetic}
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps({**clean, "meta": meta}, indent=2))
-    os.replace(tmp, out)
-    return out
+    meta = {
+        "checkpoint": str(checkpoint),
+        "model": name[model_key],
+        "dataset": data_name,
+        "split_by": split_by,
+        "split": split,
+        "threshold": threshold,
+        "synthetic": synthetic,
+    }
+    return write_json(out, {**metrics, "meta": meta})  # NaN -> null, temp file then rename
 
 
 results, records, baselines = {}, {}, {}
 for key, model in models.items():
     for split in eval_splits:
         results[key, split], records[key, split] = engine.evaluate(
-            model, refer, split=split, input_size=configs[key].input_size, batch_size=eval_batch,
-            threshold=threshold, return_records=True)
+            model,
+            refer,
+            split=split,
+            input_size=configs[key].input_size,
+            batch_size=eval_batch,
+            threshold=threshold,
+            return_records=True,
+        )
         save_eval(results[key, split], key, dataset, split, checkpoints[key])
 for split in eval_splits:
     baselines[split] = engine.trivial_baselines(refer, split)
@@ -224,9 +260,12 @@ cols = ["mIoU", "oIoU"] + [f"prec@{t}" for t in PR_THRESHOLDS]
 rows = ["| model | split | n | " + " | ".join(cols) + " |", "|---" * (len(cols) + 3) + "|"]
 for split in eval_splits:
     entries = [(name[k], results[k, split]) for k in models] + [
-        (f"*{b.replace('_', ' ')}*", baselines[split][b]) for b in ("whole_image", "largest_object")]
+        (f"*{b.replace('_', ' ')}*", baselines[split][b]) for b in ("whole_image", "largest_object")
+    ]
     for label, r in entries:
-        rows.append(f"| {label} | {split} | {r['n']} | " + " | ".join(f"{100 * r[c]:.2f}" for c in cols) + " |")
+        rows.append(
+            f"| {label} | {split} | {r['n']} | " + " | ".join(f"{100 * r[c]:.2f}" for c in cols) + " |"
+        )
 display(Markdown("Measured on this run (percentages):\n\n" + "\n".join(rows)))
 
 # %%
@@ -236,9 +275,11 @@ for key in models:
         base = max(baselines[split], key=lambda b: baselines[split][b]["mIoU"])
         margin = results[key, split]["mIoU"] - baselines[split][base]["mIoU"]
         verdict = "above" if margin > 0 else "at or below"
-        lines.append(f"* {name[key]} on {split}: mIoU {100 * results[key, split]['mIoU']:.2f}, {verdict} the best "
-                     f"trivial baseline ({base.replace('_', ' ')}, {100 * baselines[split][base]['mIoU']:.2f}); "
-                     f"difference {100 * margin:+.2f} points.")
+        lines.append(
+            f"* {name[key]} on {split}: mIoU {100 * results[key, split]['mIoU']:.2f}, {verdict} the best "
+            f"trivial baseline ({base.replace('_', ' ')}, {100 * baselines[split][base]['mIoU']:.2f}); "
+            f"difference {100 * margin:+.2f} points."
+        )
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
@@ -250,24 +291,42 @@ display(Markdown("\n".join(lines)))
 # comparable is the definition: each paper number is placed next to our number of the **same metric** —
 # CRIS reports mIoU, LTS reports oIoU (chapter 2).
 
+
 # %%
 def paper(method: str, metric: str, split: str) -> str:
-    hits = [p for p in published if (p["method"], p["metric"], p["dataset"], p["split"]) == (method, metric, dataset, split)]
+    hits = [
+        p
+        for p in published
+        if (p["method"], p["metric"], p["dataset"], p["split"]) == (method, metric, dataset, split)
+    ]
     return f"{hits[0]['value']:.2f}" if hits else "—"
 
 
 ours = f"{'synthetic ' if synthetic else ''}{dataset}"
-head = (f"| split | CRIS-R50, paper (mIoU, real {dataset}) | CRIS-R101, paper (mIoU, real {dataset}) | "
-        f"{name['cris']}, ours (mIoU, {ours}) | LTS, paper (oIoU, real {dataset}) | {name['lts']}, ours (oIoU, {ours}) |")
+head = (
+    f"| split | CRIS-R50, paper (mIoU, real {dataset}) | CRIS-R101, paper (mIoU, real {dataset}) | "
+    f"{name['cris']}, ours (mIoU, {ours}) | LTS, paper (oIoU, real {dataset}) | {name['lts']}, ours (oIoU, {ours}) |"
+)
 rows = [head, "|---" * 6 + "|"]
 for split in eval_splits:
-    rows.append(f"| {split} | {paper('CRIS-R50', 'mIoU', split)} | {paper('CRIS-R101', 'mIoU', split)} | "
-                f"{100 * results['cris', split]['mIoU']:.2f} | {paper('LTS', 'oIoU', split)} | "
-                f"{100 * results['lts', split]['oIoU']:.2f} |")
-sources = sorted({p["source"] for p in published
-                  if p["method"] in ("CRIS-R50", "CRIS-R101", "LTS") and p["dataset"] == dataset})
-display(Markdown("\n".join(rows) + f"\n\nPaper numbers from `refseg_core.configs.published()` ({'; '.join(sources)}). "
-                 "Ours: this run, smoke scale — same metric definitions, different data and models."))
+    rows.append(
+        f"| {split} | {paper('CRIS-R50', 'mIoU', split)} | {paper('CRIS-R101', 'mIoU', split)} | "
+        f"{100 * results['cris', split]['mIoU']:.2f} | {paper('LTS', 'oIoU', split)} | "
+        f"{100 * results['lts', split]['oIoU']:.2f} |"
+    )
+sources = sorted(
+    {
+        p["source"]
+        for p in published
+        if p["method"] in ("CRIS-R50", "CRIS-R101", "LTS") and p["dataset"] == dataset
+    }
+)
+display(
+    Markdown(
+        "\n".join(rows) + f"\n\nPaper numbers from `refseg_core.configs.published()` ({'; '.join(sources)}). "
+        "Ours: this run, smoke scale — same metric definitions, different data and models."
+    )
+)
 
 # %% [markdown]
 # ## How much does the threshold matter?
@@ -292,8 +351,10 @@ for t in thresholds:
     acc.update_many([p > t for p in probs], targets)
     sweep[t] = acc.compute()
 gap = abs(sweep[threshold]["mIoU"] - results[focus_model, "val"]["mIoU"])
-print(f"{name[focus_model]} val mIoU at {threshold}: sweep {100 * sweep[threshold]['mIoU']:.4f}, "
-      f"engine.evaluate {100 * results[focus_model, 'val']['mIoU']:.4f} (difference {gap:.1e})")
+print(
+    f"{name[focus_model]} val mIoU at {threshold}: sweep {100 * sweep[threshold]['mIoU']:.4f}, "
+    f"engine.evaluate {100 * results[focus_model, 'val']['mIoU']:.4f} (difference {gap:.1e})"
+)
 assert gap < 1e-9
 
 fig, ax = plt.subplots(figsize=(6, 3.4))
@@ -309,11 +370,14 @@ plt.tight_layout()
 plt.show()
 
 best_t = max(thresholds, key=lambda t: sweep[t]["mIoU"])
-display(Markdown(
-    f"The best validation threshold for mIoU is {best_t:.2f} (mIoU {100 * sweep[best_t]['mIoU']:.2f}); at the "
-    f"official {threshold} it is {100 * sweep[threshold]['mIoU']:.2f}, a difference of "
-    f"{100 * (sweep[best_t]['mIoU'] - sweep[threshold]['mIoU']):.2f} points. Over the swept range mIoU spans "
-    f"{100 * min(s['mIoU'] for s in sweep.values()):.2f} to {100 * max(s['mIoU'] for s in sweep.values()):.2f}."))
+display(
+    Markdown(
+        f"The best validation threshold for mIoU is {best_t:.2f} (mIoU {100 * sweep[best_t]['mIoU']:.2f}); at the "
+        f"official {threshold} it is {100 * sweep[threshold]['mIoU']:.2f}, a difference of "
+        f"{100 * (sweep[best_t]['mIoU'] - sweep[threshold]['mIoU']):.2f} points. Over the swept range mIoU spans "
+        f"{100 * min(s['mIoU'] for s in sweep.values()):.2f} to {100 * max(s['mIoU'] for s in sweep.values()):.2f}."
+    )
+)
 
 # %% [markdown]
 # ## Qualitative results: the best and the worst sentences
@@ -333,8 +397,13 @@ def show(recs, title):
     fig, axes = grid(len(recs), cols=num_examples)
     for ax, r in zip(axes, recs):
         ref, sent = sentence_of[r["sent_id"]]
-        overlay(ax, refer.load_image(ref), decode(r["mask"]), contour=refer.ref_mask(ref),
-                title=f"IoU {r['iou']:.2f}: {sent['raw']}")
+        overlay(
+            ax,
+            refer.load_image(ref),
+            decode(r["mask"]),
+            contour=refer.ref_mask(ref),
+            title=f"IoU {r['iou']:.2f}: {sent['raw']}",
+        )
     fig.suptitle(title, fontsize=10)
     plt.tight_layout()
     plt.show()
@@ -362,20 +431,30 @@ for key in models:
     for split in eval_splits:
         for r in records[key, split]:
             by_kind[key][expression_kind(sentence_of[r["sent_id"]][1]["raw"])].append(r)
-rows = ["| kind | sentences | " + " | ".join(f"{name[k]} mIoU | {name[k]} Pr@0.5" for k in models) + " |",
-        "|---" * (2 + 2 * len(models)) + "|"]
+rows = [
+    "| kind | sentences | " + " | ".join(f"{name[k]} mIoU | {name[k]} Pr@0.5" for k in models) + " |",
+    "|---" * (2 + 2 * len(models)) + "|",
+]
 kind_miou = {}
 for kind in KINDS:
     cells = []
     for key in models:
         ious = np.array([r["iou"] for r in by_kind[key][kind]])
         kind_miou[key, kind] = ious.mean() if len(ious) else float("nan")
-        cells.append(f"{100 * kind_miou[key, kind]:.2f} | {100 * (ious > 0.5).mean() if len(ious) else float('nan'):.2f}")
+        cells.append(
+            f"{100 * kind_miou[key, kind]:.2f} | {100 * (ious > 0.5).mean() if len(ious) else float('nan'):.2f}"
+        )
     rows.append(f"| {kind} | {len(by_kind['cris'][kind])} | " + " | ".join(cells) + " |")
 display(Markdown("\n".join(rows)))
 hardest = {k: min((kd for kd in KINDS if by_kind[k][kd]), key=lambda kd: kind_miou[k, kd]) for k in models}
-display(Markdown(" ".join(f"For {name[k]} the hardest kind is **{hardest[k]}** (mIoU "
-                          f"{100 * kind_miou[k, hardest[k]]:.2f})." for k in models)))
+display(
+    Markdown(
+        " ".join(
+            f"For {name[k]} the hardest kind is **{hardest[k]}** (mIoU {100 * kind_miou[k, hardest[k]]:.2f})."
+            for k in models
+        )
+    )
+)
 
 # %% [markdown]
 # The worst sentences of each kind for the focus model, and every sentence's IoU against the size of its
@@ -386,8 +465,14 @@ worst = [r for kind in KINDS for r in sorted(by_kind[focus_model][kind], key=lam
 fig, axes = grid(len(worst), cols=min(6, len(worst)))
 for ax, r in zip(axes, worst):
     ref, sent = sentence_of[r["sent_id"]]
-    overlay(ax, refer.load_image(ref), decode(r["mask"]), contour=refer.ref_mask(ref),
-            title=f"{expression_kind(sent['raw'])}, IoU {r['iou']:.2f}: {sent['raw']}", wrap=24)
+    overlay(
+        ax,
+        refer.load_image(ref),
+        decode(r["mask"]),
+        contour=refer.ref_mask(ref),
+        title=f"{expression_kind(sent['raw'])}, IoU {r['iou']:.2f}: {sent['raw']}",
+        wrap=24,
+    )
 fig.suptitle(f"{name[focus_model]}: the two worst sentences of each kind", fontsize=10)
 plt.tight_layout()
 plt.show()
@@ -422,7 +507,9 @@ gref_ok = synthetic or (Path(data_root) / "grefcoco").is_dir()
 if not gref_ok:
     print(f"{data_root}/grefcoco does not exist: the gRefCOCO section is skipped")
 if synthetic:
-    ensure_synthetic(data_root, "grefcoco", data.synthetic_seed, data.synthetic_num_images, data.synthetic_image_size)
+    ensure_synthetic(
+        data_root, "grefcoco", data.synthetic_seed, data.synthetic_num_images, data.synthetic_image_size
+    )
 GKEYS = ["gIoU", "cIoU", "N-acc", "T-acc", "mIoU", "oIoU"]
 gres, grec = {}, {}
 
@@ -435,9 +522,15 @@ if gref_ok:
     grefer = Refer(data_root, "grefcoco", "unc")
     gsentence_of = {s["sent_id"]: (ref, s) for ref, s in grefer.sentences("val")}
     for key, model in models.items():
-        gres[key], grec[key] = engine.evaluate(model, grefer, split="val", input_size=configs[key].input_size,
-                                               batch_size=eval_batch, threshold=threshold,
-                                               return_records=True)
+        gres[key], grec[key] = engine.evaluate(
+            model,
+            grefer,
+            split="val",
+            input_size=configs[key].input_size,
+            batch_size=eval_batch,
+            threshold=threshold,
+            return_records=True,
+        )
         save_eval(gres[key], key, "grefcoco", "val", checkpoints[key])
     gbase = engine.trivial_baselines(grefer, "val")
     kinds = collections.Counter(gkind(ref) for ref, _ in gsentence_of.values())
@@ -457,19 +550,37 @@ if gref_ok:
 if gref_ok and gref_finetune_items > 0:
     ck = load_checkpoint(checkpoints[focus_model])
     base = ck["config"]
-    ft_cfg = {**base, "dataset": "grefcoco", "split_by": "unc", "data_root": data_root,
-              "init_from": str(checkpoints[focus_model]),
-              "lr": max(g["lr"] for g in ck["optimizer"]["param_groups"]),  # the head's lr when that run ended
-              "milestones": [], "warmup_steps": 0, "output_dir": str(eval_output_dir) + "_grefcoco", "epochs": 1,
-              "max_train_items": gref_finetune_items, "time_limit_s": None, "max_eval_items": 64}
+    ft_cfg = {
+        **base,
+        "dataset": "grefcoco",
+        "split_by": "unc",
+        "data_root": data_root,
+        "init_from": str(checkpoints[focus_model]),
+        "lr": max(g["lr"] for g in ck["optimizer"]["param_groups"]),  # the head's lr when that run ended
+        "milestones": [],
+        "warmup_steps": 0,
+        "output_dir": str(eval_output_dir) + "_grefcoco",
+        "epochs": 1,
+        "max_train_items": gref_finetune_items,
+        "time_limit_s": None,
+        "max_eval_items": 64,
+    }
     ft = engine.train(ft_cfg, progress=True, overwrite=True)
     ft_steps = max(r["step"] for r in ft.history)
     ft_key = f"{focus_model} + grefcoco"
     name[ft_key] = f"{name[focus_model]} + {ft_steps} steps on grefcoco"
-    gres[ft_key], grec[ft_key] = engine.evaluate(ft.model, grefer, split="val",
-                                                 input_size=configs[focus_model].input_size,
-                                                 batch_size=eval_batch, threshold=threshold, return_records=True)
-    print(f"fine-tuned for {ft_steps} steps of batch {ft.config.batch_size} ({gref_finetune_items} refs, one epoch)")
+    gres[ft_key], grec[ft_key] = engine.evaluate(
+        ft.model,
+        grefer,
+        split="val",
+        input_size=configs[focus_model].input_size,
+        batch_size=eval_batch,
+        threshold=threshold,
+        return_records=True,
+    )
+    print(
+        f"fine-tuned for {ft_steps} steps of batch {ft.config.batch_size} ({gref_finetune_items} refs, one epoch)"
+    )
 
 # %%
 if gref_ok:
@@ -478,14 +589,27 @@ if gref_ok:
         where = ours + (" + grefcoco (brief)" if "grefcoco" in key else "")
         rows.append(f"| {name[key]} | {where} | " + " | ".join(f"{100 * r[k]:.2f}" for k in GKEYS) + " |")
     for b in ("whole_image", "largest_object"):
-        rows.append(f"| *{b.replace('_', ' ')}* | — | " + " | ".join(f"{100 * gbase[b][k]:.2f}" for k in GKEYS) + " |")
+        rows.append(
+            f"| *{b.replace('_', ' ')}* | — | " + " | ".join(f"{100 * gbase[b][k]:.2f}" for k in GKEYS) + " |"
+        )
     for method in ("LTS", "CRIS", "ReLA"):
-        entries = [p for p in published if p["method"] == method and p["dataset"] == "grefcoco" and p["split"] == "val"]
+        entries = [
+            p
+            for p in published
+            if p["method"] == method and p["dataset"] == "grefcoco" and p["split"] == "val"
+        ]
         vals = {p["metric"]: p["value"] for p in entries}
-        rows.append(f"| {method}, paper ({entries[0]['source']}) | real grefcoco | "
-                    + " | ".join(f"{vals[k]:.2f}" if k in vals else "—" for k in GKEYS) + " |")
-    display(Markdown("\n".join(rows) + "\n\nPercentages on the synthetic grefcoco val split; the paper rows "
-                     "are on the real gRefCOCO val split (cIoU and gIoU only) and are not comparable in value."))
+        rows.append(
+            f"| {method}, paper ({entries[0]['source']}) | real grefcoco | "
+            + " | ".join(f"{vals[k]:.2f}" if k in vals else "—" for k in GKEYS)
+            + " |"
+        )
+    display(
+        Markdown(
+            "\n".join(rows) + "\n\nPercentages on the synthetic grefcoco val split; the paper rows "
+            "are on the real gRefCOCO val split (cIoU and gIoU only) and are not comparable in value."
+        )
+    )
 
 # %% [markdown]
 # What the sentences of each kind get, per model: the mean IoU over single- and multi-target sentences,
@@ -498,10 +622,15 @@ if gref_ok:
         groups = collections.defaultdict(list)
         for r in recs:
             groups[gkind(gsentence_of[r["sent_id"]][0])].append(r)
-        mean_iou = {k: np.mean([r["iou"] for r in groups[k]]) if groups[k] else float("nan") for k in ("single", "multi")}
+        mean_iou = {
+            k: np.mean([r["iou"] for r in groups[k]]) if groups[k] else float("nan")
+            for k in ("single", "multi")
+        }
         empty = [decode(r["mask"]).sum() == 0 for r in groups["no target"]]
-        rows.append(f"| {name[key]} | {100 * mean_iou['single']:.2f} | {100 * mean_iou['multi']:.2f} | "
-                    f"{sum(empty)} of {len(empty)} |")
+        rows.append(
+            f"| {name[key]} | {100 * mean_iou['single']:.2f} | {100 * mean_iou['multi']:.2f} | "
+            f"{sum(empty)} of {len(empty)} |"
+        )
     display(Markdown("\n".join(rows)))
     last = list(grec)[-1]
     if last != focus_model:  # the fine-tuned model: what changed, computed from the two rows
@@ -510,7 +639,11 @@ if gref_ok:
             before, after = 100 * gres[focus_model][k], 100 * gres[last][k]
             verb = "rose" if after > before else "fell" if after < before else "stayed"
             moves.append(f"{k} {verb} from {before:.2f} to {after:.2f}")
-        display(Markdown(f"After the brief fine-tune, {', '.join(moves)} ({name[last]} against {name[focus_model]})."))
+        display(
+            Markdown(
+                f"After the brief fine-tune, {', '.join(moves)} ({name[last]} against {name[focus_model]})."
+            )
+        )
 
 # %% [markdown]
 # Multi-target and no-target examples, predicted by the last model of the table (for a no-target
@@ -519,6 +652,7 @@ if gref_ok:
 # %%
 if gref_ok:
     recs = grec[last]
+
     def pick(kind, n):  # the first n sentences of this kind, from different images
         out, seen = [], set()
         for r in recs:
@@ -533,9 +667,14 @@ if gref_ok:
     for ax, r in zip(axes, multi + none):
         ref, sent = gsentence_of[r["sent_id"]]
         pred = decode(r["mask"])
-        what = f"no target, predicted {int(pred.sum())} px" if grefer.is_no_target(ref) else \
-            f"{len(grefer.ann_ids(ref))} targets, IoU {r['iou']:.2f}"
-        overlay(ax, grefer.load_image(ref), pred, contour=grefer.ref_mask(ref), title=f"{what}: {sent['raw']}")
+        what = (
+            f"no target, predicted {int(pred.sum())} px"
+            if grefer.is_no_target(ref)
+            else f"{len(grefer.ann_ids(ref))} targets, IoU {r['iou']:.2f}"
+        )
+        overlay(
+            ax, grefer.load_image(ref), pred, contour=grefer.ref_mask(ref), title=f"{what}: {sent['raw']}"
+        )
     fig.suptitle(f"{name[last]} on grefcoco val", fontsize=10)
     plt.tight_layout()
     plt.show()

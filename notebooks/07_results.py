@@ -27,7 +27,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 runs_dir = None  # the runs of this machine (chapters 3 to 6); None: <refseg home>/runs
@@ -59,16 +61,26 @@ results_dir = results_dir or str(evidence.RUNS_DIR)
 # %%
 paper_cells = [n for n in configs.names() if not n.startswith("smoke_")]
 plans = []
-rows = ["| configuration | model | dataset (split) | paper numbers it targets | command |", "|---|---|---|---|---|"]
+rows = [
+    "| configuration | model | dataset (split) | paper numbers it targets | command |",
+    "|---|---|---|---|---|",
+]
 for name in paper_cells:
     cfg, _ = read_config_values(name)
     # the paper numbers a full (non-synthetic) run of this file would be compared with, split by split
-    targets = [q for q in published if gather.paper_numbers(
-        {"synthetic": False, "model": cfg["model"], "dataset": cfg["dataset"], "split": q["split"]}, [q])]
+    targets = [
+        q
+        for q in published
+        if gather.paper_numbers(
+            {"synthetic": False, "model": cfg["model"], "dataset": cfg["dataset"], "split": q["split"]}, [q]
+        )
+    ]
     plans.append({"file": name, "model": cfg["model"], "dataset": cfg["dataset"], "targets": targets})
     metrics = sorted({f"{q['metric']} ({q['method']})" for q in targets})
-    rows.append(f"| `{name}` | {cfg['model']} | {cfg['dataset']} ({cfg.get('split_by', '')}) | "
-                f"{len(targets)} × {', '.join(metrics) or '—'} | `python -m refseg_core train --config {name}` |")
+    rows.append(
+        f"| `{name}` | {cfg['model']} | {cfg['dataset']} ({cfg.get('split_by', '')}) | "
+        f"{len(targets)} × {', '.join(metrics) or '—'} | `python -m refseg_core train --config {name}` |"
+    )
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
@@ -85,7 +97,10 @@ results_path = Path(results_dir)
 full_rows = gather.find_results(results_path) if results_path.is_dir() else []
 full_rows = [r for r in full_rows if not r["synthetic"]]
 runs_found = sorted({r["run"] for r in full_rows})
-print(f"committed full runs: {len(runs_found)} folder(s) with results" + (f": {', '.join(runs_found)}" if runs_found else ""))
+print(
+    f"committed full runs: {len(runs_found)} folder(s) with results"
+    + (f": {', '.join(runs_found)}" if runs_found else "")
+)
 
 
 def first_sentence_only(row: dict) -> bool:
@@ -95,7 +110,11 @@ def first_sentence_only(row: dict) -> bool:
 
 def measured(q: dict):
     """Our number for paper entry ``q``: (value, where) from the best matching full-run file, or None."""
-    hits = [r for r in full_rows if q in gather.paper_numbers(r, [q]) and r["metrics"].get(q["metric"]) is not None]
+    hits = [
+        r
+        for r in full_rows
+        if q in gather.paper_numbers(r, [q]) and r["metrics"].get(q["metric"]) is not None
+    ]
     hits.sort(key=lambda r: r["file"].startswith("eval_"), reverse=True)  # every sentence first
     if not hits:
         return None
@@ -106,17 +125,26 @@ def measured(q: dict):
 
 targeted = [q for plan in plans for q in plan["targets"]]
 targeted = [q for i, q in enumerate(targeted) if q not in targeted[:i]]
-rows = ["| method | dataset | split | metric | paper | ours (full run) | source of ours |", "|---|---|---|---|---|---|---|"]
+rows = [
+    "| method | dataset | split | metric | paper | ours (full run) | source of ours |",
+    "|---|---|---|---|---|---|---|",
+]
 done = 0
 for q in targeted:
     m = measured(q)
     done += m is not None
     ours, where = (f"{m[0]:.2f}", m[1]) if m else ("**not yet reproduced**", "no committed result file")
-    rows.append(f"| {q['method']} | {q['dataset']} | {q['split']} | {q['metric']} | {q['value']:.2f} ({q['source']}) | "
-                f"{ours} | {where} |")
+    rows.append(
+        f"| {q['method']} | {q['dataset']} | {q['split']} | {q['metric']} | {q['value']:.2f} ({q['source']}) | "
+        f"{ours} | {where} |"
+    )
 display(Markdown("\n".join(rows)))
-display(Markdown(f"**{done} of {len(targeted)}** paper numbers targeted by a configuration have a committed "
-                 f"full-run result; the other {len(targeted) - done} are not yet reproduced."))
+display(
+    Markdown(
+        f"**{done} of {len(targeted)}** paper numbers targeted by a configuration have a committed "
+        f"full-run result; the other {len(targeted) - done} are not yet reproduced."
+    )
+)
 
 # %% [markdown]
 # Numbers of neighbouring methods, kept for context; this book has no configuration for them:
@@ -124,8 +152,10 @@ display(Markdown(f"**{done} of {len(targeted)}** paper numbers targeted by a con
 # %%
 others = [q for q in published if q not in targeted]
 rows = ["| method | dataset | split | metric | paper |", "|---|---|---|---|---|"]
-rows += [f"| {q['method']} | {q['dataset']} | {q['split']} | {q['metric']} | {q['value']:.2f} ({q['source']}) |"
-         for q in others]
+rows += [
+    f"| {q['method']} | {q['dataset']} | {q['split']} | {q['metric']} | {q['value']:.2f} ({q['source']}) |"
+    for q in others
+]
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]

@@ -32,7 +32,9 @@ REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book'
 if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
+    )
 
 # %% tags=["parameters"]
 results_dir = None  # folder of <device>_<section>.json rows; None: those committed with refseg_core
@@ -62,8 +64,11 @@ for f in files:
     for row in rows:
         rows_by_section[f.stem.rpartition("_")[2]].append(dict(row, _file=f.name))
 devices = sorted({r["device"] for rows in rows_by_section.values() for r in rows})
-check_rows = [dict(r, _file=f.name) for f in sorted(Path(results_dir).glob("*_check.json"))
-              for r in json.loads(f.read_text())]
+check_rows = [
+    dict(r, _file=f.name)
+    for f in sorted(Path(results_dir).glob("*_check.json"))
+    for r in json.loads(f.read_text())
+]
 gpu_rows = [r for rows in rows_by_section.values() for r in rows if r.get("device_type") == "cuda"]
 gpu_rows += [r for r in check_rows if r.get("device_type") == "cuda"]
 
@@ -74,15 +79,27 @@ def table(rows, columns, headers=None):
 
 
 def config_label(r):
-    return r["precision"] + (" +cl" if r.get("channels_last") else "") + (" +compile" if r.get("compile") else "")
+    return (
+        r["precision"]
+        + (" +cl" if r.get("channels_last") else "")
+        + (" +compile" if r.get("compile") else "")
+    )
 
 
-display(table([{"file": name, "device": r.get("device"), "date": r.get("date")} for name, r in first_row.items()],
-              ["file", "device", "date"]))
+display(
+    table(
+        [{"file": name, "device": r.get("device"), "date": r.get("date")} for name, r in first_row.items()],
+        ["file", "device", "date"],
+    )
+)
 if not gpu_rows:
-    display(Markdown("**No GPU results are committed yet.** Every number below was measured on a CPU. "
-                     "`make gpu-kit`, then `make gpu-check` on a CUDA machine, adds the full-size (416 x 416) "
-                     "check; this chapter then shows it in its own section."))
+    display(
+        Markdown(
+            "**No GPU results are committed yet.** Every number below was measured on a CPU. "
+            "`make gpu-kit`, then `make gpu-check` on a CUDA machine, adds the full-size (416 x 416) "
+            "check; this chapter then shows it in its own section."
+        )
+    )
 
 # %% [markdown]
 # ## The GPU check at full size
@@ -100,30 +117,51 @@ if not check_rows:
     print("no GPU check rows are committed")
 for r in check_rows:
     if r["kind"] == "train_step_vs_official":
-        r["_what"] = (f"CRIS-R50 ours ({r['ours_config']}) {r['ours_images_per_s']} img/s vs official "
-                      f"({r['official_config']}) {r['official_images_per_s']} img/s = x{r['speedup']}; "
-                      f"MFU {r['ours_mfu']} vs {r['official_mfu']}; peak {r['ours_peak_mem_mib']} / "
-                      f"{r['official_peak_mem_mib']} MiB" + (f"; compile {r['compile_s']} s" if r.get("compile_s") else ""))
+        r["_what"] = (
+            f"CRIS-R50 ours ({r['ours_config']}) {r['ours_images_per_s']} img/s vs official "
+            f"({r['official_config']}) {r['official_images_per_s']} img/s = x{r['speedup']}; "
+            f"MFU {r['ours_mfu']} vs {r['official_mfu']}; peak {r['ours_peak_mem_mib']} / "
+            f"{r['official_peak_mem_mib']} MiB"
+            + (f"; compile {r['compile_s']} s" if r.get("compile_s") else "")
+        )
     elif r["kind"] == "train_step":
-        r["_what"] = f"{r['model']} {r['images_per_s']} img/s, peak {r['peak_mem_mib']} MiB, MFU {r.get('mfu')}"
+        r["_what"] = (
+            f"{r['model']} {r['images_per_s']} img/s, peak {r['peak_mem_mib']} MiB, MFU {r.get('mfu')}"
+        )
     elif r["kind"] == "training_run":
-        r["_what"] = (f"CRIS-R50 from random weights: val mIoU {r['val_mIoU']:.3f} after {r['steps']} steps "
-                      f"({r['train_time_s']} s); best language-blind baseline {r['best_baseline']} "
-                      f"{r['baselines'][r['best_baseline']]:.3f}" + ("; stopped by the time guard" if r["stopped_by_guard"] else ""))
+        r["_what"] = (
+            f"CRIS-R50 from random weights: val mIoU {r['val_mIoU']:.3f} after {r['steps']} steps "
+            f"({r['train_time_s']} s); best language-blind baseline {r['best_baseline']} "
+            f"{r['baselines'][r['best_baseline']]:.3f}"
+            + ("; stopped by the time guard" if r["stopped_by_guard"] else "")
+        )
     elif r["kind"] == "evaluation":
-        r["_what"] = f"{r['sentences_per_s']} sentences/s ({r['sentences']} sentences, official post-processing)"
+        r["_what"] = (
+            f"{r['sentences_per_s']} sentences/s ({r['sentences']} sentences, official post-processing)"
+        )
     elif r["kind"] == "data_loader":
-        r["_what"] = (f"{r['samples_per_s']} samples/s with {r['workers']} workers = x{r['ratio_to_train_step']} "
-                      "the eager train step")
+        r["_what"] = (
+            f"{r['samples_per_s']} samples/s with {r['workers']} workers = x{r['ratio_to_train_step']} "
+            "the eager train step"
+        )
     else:
         r["_what"] = r.get("error") or r.get("skipped")
-display(table(check_rows, ["part", "_what", "device", "torch", "date"], ["part", "result", "device", "torch", "date"]))
+display(
+    table(
+        check_rows,
+        ["part", "_what", "device", "torch", "date"],
+        ["part", "result", "device", "torch", "date"],
+    )
+)
 runs = [r for r in check_rows if r["kind"] == "training_run" and r.get("loss_curve")]
 for r in runs:
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.plot([p["step"] for p in r["loss_curve"]], [p["loss"] for p in r["loss_curve"]])
-    ax.set(xlabel="optimiser step", ylabel="training loss (BCE + Dice)",
-           title=f"CRIS-R50 at 416 px on {r['device']} ({r['date'][:10]})")
+    ax.set(
+        xlabel="optimiser step",
+        ylabel="training loss (BCE + Dice)",
+        title=f"CRIS-R50 at 416 px on {r['device']} ({r['date'][:10]})",
+    )
     plt.show()
 
 # %% [markdown]
@@ -148,8 +186,10 @@ for device in devices:
         configs = sorted({config_label(r) for r in sel})
         width = 0.8 / max(len(configs), 1)
         for i, c in enumerate(configs):
-            vals = [next((r["images_per_s"] for r in sel if r["model"] == m and config_label(r) == c), 0)
-                    for m in models]
+            vals = [
+                next((r["images_per_s"] for r in sel if r["model"] == m and config_label(r) == c), 0)
+                for m in models
+            ]
             ax.bar([j + i * width for j in range(len(models))], vals, width, label=c)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))], models)
         size = sel[0]["input_size"] if sel else "?"
@@ -160,9 +200,27 @@ for device in devices:
     fig.suptitle(f"Measured on: {device}", fontsize=10)
     fig.tight_layout()
     plt.show()
-    display(table(sorted(rows, key=lambda r: (r["model"], r["kind"])),
-                  ["model", "kind", "batch", "input_size", "precision", "channels_last", "compile", "images_per_s",
-                   "latency_ms", "peak_mem_mib", "peak_mem_kind", "flops_per_image", "mfu", "loadavg"]))
+    display(
+        table(
+            sorted(rows, key=lambda r: (r["model"], r["kind"])),
+            [
+                "model",
+                "kind",
+                "batch",
+                "input_size",
+                "precision",
+                "channels_last",
+                "compile",
+                "images_per_s",
+                "latency_ms",
+                "peak_mem_mib",
+                "peak_mem_kind",
+                "flops_per_image",
+                "mfu",
+                "loadavg",
+            ],
+        )
+    )
 errors = [r for r in rows_by_section["models"] if r.get("error")]
 if errors:
     display(Markdown("Configurations that failed (recorded, not measured):"))
@@ -197,8 +255,24 @@ for device in sorted({r["device"] for r in measured}):
     for r in rows:
         r["meets_target"] = None if r.get("speedup") is None else r["speedup"] >= target
     display(Markdown(f"**Measured on: {device}** (target x{target})"))
-    display(table(rows, ["model", "batch", "input_size", "ours", "official_precision", "matched", "ours_images_per_s",
-                         "official_images_per_s", "speedup", "meets_target", "loadavg"]))
+    display(
+        table(
+            rows,
+            [
+                "model",
+                "batch",
+                "input_size",
+                "ours",
+                "official_precision",
+                "matched",
+                "ours_images_per_s",
+                "official_images_per_s",
+                "speedup",
+                "meets_target",
+                "loadavg",
+            ],
+        )
+    )
 
 # %% [markdown]
 # ## Data pipeline
@@ -220,8 +294,23 @@ if data:
     ax.legend(fontsize=7)
     ax.set_title("Data pipeline (each line names the machine)")
     plt.show()
-    display(table(data, ["device", "workers", "batch", "input_size", "image_size", "samples_per_s", "first_batch_s",
-                         "ratio_to_train_step", "meets_2x_target", "loadavg"]))
+    display(
+        table(
+            data,
+            [
+                "device",
+                "workers",
+                "batch",
+                "input_size",
+                "image_size",
+                "samples_per_s",
+                "first_batch_s",
+                "ratio_to_train_step",
+                "meets_2x_target",
+                "loadavg",
+            ],
+        )
+    )
 
 # %% [markdown]
 # ## Evaluation throughput
@@ -231,8 +320,22 @@ if data:
 # images, so it measures the pipeline's overhead more than a real model.
 
 # %%
-display(table(rows_by_section["eval"], ["device", "model", "input_size", "batch", "workers", "sentences", "seconds",
-                                        "sentences_per_s", "loadavg"]))
+display(
+    table(
+        rows_by_section["eval"],
+        [
+            "device",
+            "model",
+            "input_size",
+            "batch",
+            "workers",
+            "sentences",
+            "seconds",
+            "sentences_per_s",
+            "loadavg",
+        ],
+    )
+)
 
 # %% [markdown]
 # ## Reading these numbers

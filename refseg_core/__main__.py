@@ -15,7 +15,10 @@ COMMANDS = {
     "train": ("refseg_core.cli_train", "train LTS or CRIS from a YAML parameter file"),
     "evaluate": ("refseg_core.cli_evaluate", "evaluate a checkpoint on a split"),
     "predict": ("refseg_core.cli_predict", "segment one image for one expression"),
-    "gather": ("refseg_core.results", "gather the results of runs into one table next to the papers' numbers"),
+    "gather": (
+        "refseg_core.results",
+        "gather the results of runs into one table next to the papers' numbers",
+    ),
 }
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from refseg_core.io import atomic_path
+
 
 def rng_state() -> dict:
     """Python, numpy, torch (and CUDA) generator states as tensors and plain values."""
@@ -28,8 +30,13 @@ def rng_state() -> dict:
     state = {
         # Python's state is (version, tuple of 625 ints, gauss); store the ints as a tensor.
         "python": {"version": py[0], "state": torch.tensor(py[1], dtype=torch.int64), "gauss": py[2]},
-        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "kind": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -42,7 +49,9 @@ def set_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         states = state["cuda"]
@@ -51,23 +60,23 @@ def set_rng_state(state: dict) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path.tmp`` then ``os.replace``: a crash or error while writing leaves the
-    previous file at ``path`` untouched and no temporary file behind."""
+    """``torch.save`` through :func:`refseg_core.io.atomic_path` (temporary file, ``fsync``, rename): a
+    crash or error while writing leaves the previous file at ``path`` untouched and no temporary file
+    behind. A full disk raises :class:`CheckpointWriteError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb+") as fh:  # make the bytes durable before the rename
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=True) as tmp:
+            torch.save(obj, tmp)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or (
-                isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent)):
-            raise CheckpointWriteError(f"no space left on device while writing {path}; "
-                                       + ("the previous checkpoint there is kept" if path.exists()
-                                          else "no checkpoint was written")) from None
+        if (
+            isinstance(exc, OSError)
+            and exc.errno == errno.ENOSPC
+            or (isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent))
+        ):
+            raise CheckpointWriteError(
+                f"no space left on device while writing {path}; "
+                + ("the previous checkpoint there is kept" if path.exists() else "no checkpoint was written")
+            ) from None
         raise
     return path
 
@@ -95,7 +104,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Load a checkpoint with ``weights_only=True``; errors name the file."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"checkpoint {path} is a directory, not a checkpoint file (did you mean {path / 'last.pt'}?)")
+        raise ValueError(
+            f"checkpoint {path} is a directory, not a checkpoint file (did you mean {path / 'last.pt'}?)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
@@ -113,16 +124,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 _WEIGHT_SOURCE_KEYS = ("pretrained", "glove_path")
 
 
-def rebuild_kwargs(model_config) -> tuple[str, dict]:
-    """``(name, keywords)`` for ``build_model`` from a checkpoint's ``model_config``, with every
-    initial-weight source (``pretrained``, ``glove_path``) set to None."""
-    if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
-        raise ValueError("checkpoint's 'model_config' holds no model name; cannot rebuild the model")
+def without_weight_sources(model_config) -> dict:
+    """A copy of ``model_config`` with every initial-weight source it names (``pretrained``,
+    ``glove_path``) set to None: what a checkpoint stores and what rebuilding from one uses."""
     cfg = dict(model_config)
-    name = cfg.pop("name")
     for key in _WEIGHT_SOURCE_KEYS:
         if key in cfg:
             cfg[key] = None
+    return cfg
+
+
+def rebuild_kwargs(model_config) -> tuple[str, dict]:
+    """``(name, keywords)`` for ``build_model`` from a checkpoint's ``model_config``, with every
+    initial-weight source (``pretrained``, ``glove_path``) set to None (:func:`without_weight_sources`)."""
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
+        raise ValueError("checkpoint's 'model_config' holds no model name; cannot rebuild the model")
+    cfg = without_weight_sources(model_config)
+    name = cfg.pop("name")
     return name, cfg
 
 
@@ -133,8 +151,9 @@ def load_model_state(model, state: dict, source: str) -> None:
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
-        raise ValueError(f"{source}: its weights do not fit a {model.config.get('name', 'model')} "
-                         f"model ({detail[:300]})") from None
+        raise ValueError(
+            f"{source}: its weights do not fit a {model.config.get('name', 'model')} model ({detail[:300]})"
+        ) from None
 
 
 def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu", source=None):
@@ -153,6 +172,14 @@ def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu"
     return model.to(map_location).eval()
 
 
-__all__ = ["atomic_torch_save", "CheckpointWriteError", "load_checkpoint", "load_model_state", "model_from_checkpoint",
-           "rebuild_kwargs",
-           "rng_state", "set_rng_state"]
+__all__ = [
+    "atomic_torch_save",
+    "CheckpointWriteError",
+    "load_checkpoint",
+    "load_model_state",
+    "model_from_checkpoint",
+    "rebuild_kwargs",
+    "rng_state",
+    "set_rng_state",
+    "without_weight_sources",
+]

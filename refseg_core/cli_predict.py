@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from refseg_core.io import atomic_path
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", required=True)
@@ -31,8 +33,10 @@ def run(args) -> int:
         if args.threshold is not None and not 0 < args.threshold < 1:
             raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
         if args.input_size is not None and (args.input_size < 32 or args.input_size % 32):
-            raise ValueError(f"--input-size must be a positive multiple of 32 (the encoders' stride), "
-                             f"got {args.input_size}")
+            raise ValueError(
+                f"--input-size must be a positive multiple of 32 (the encoders' stride), "
+                f"got {args.input_size}"
+            )
         ckpt = load_checkpoint(args.checkpoint)
         cfg = ckpt.get("config", {})
         size = args.input_size or int(cfg.get("input_size", 416))
@@ -77,15 +81,15 @@ def run(args) -> int:
     fig, ax = plt.subplots(figsize=(5, 5 * image.height / image.width))
     overlay(ax, image, mask, title=args.text)
     fig.tight_layout()
-    tmp = out / ".overlay.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(out / "overlay.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    tmp.replace(out / "overlay.png")
-    print(f"mask area {int(mask.sum())} of {mask.size} pixels; wrote {out / 'mask.png'}, {out / 'overlay.png'}")
+    print(
+        f"mask area {int(mask.sum())} of {mask.size} pixels; wrote {out / 'mask.png'}, {out / 'overlay.png'}"
+    )
     return 0
 
 
 def _save_png(img, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")

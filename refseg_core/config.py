@@ -145,18 +145,36 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         setattr(cfg, f.name, _coerce(f.name, getattr(cfg, f.name), _type_of(f.name)))
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"parameter 'precision' must be one of {PRECISIONS}, got {cfg.precision!r}")
-    for name in ("epochs", "batch_size", "input_size", "word_len", "log_every", "eval_every", "checkpoint_every",
-                 "synthetic_num_images", "synthetic_image_size"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "input_size",
+        "word_len",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "synthetic_num_images",
+        "synthetic_image_size",
+    ):
         if getattr(cfg, name) < 1:
             raise ValueError(f"parameter {name!r} must be >= 1, got {getattr(cfg, name)}")
     for name in ("lr", "eval_threshold"):
         if not getattr(cfg, name) > 0:
             raise ValueError(f"parameter {name!r} must be > 0, got {getattr(cfg, name)}")
-    for name in ("warmup_steps", "num_workers", "weight_decay", "backbone_lr_mult", "lr_gamma", "dice_weight"):
+    for name in (
+        "warmup_steps",
+        "num_workers",
+        "weight_decay",
+        "backbone_lr_mult",
+        "lr_gamma",
+        "dice_weight",
+    ):
         if getattr(cfg, name) < 0:
             raise ValueError(f"parameter {name!r} must be >= 0, got {getattr(cfg, name)}")
     if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in cfg.milestones):
-        raise ValueError(f"parameter 'milestones' must be a list of positive epoch numbers, got {cfg.milestones!r}")
+        raise ValueError(
+            f"parameter 'milestones' must be a list of positive epoch numbers, got {cfg.milestones!r}"
+        )
     cfg.milestones = sorted(cfg.milestones)
     for name in ("max_train_items", "max_eval_items"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
@@ -246,7 +264,9 @@ def read_config_values(config: str | os.PathLike | None) -> tuple[dict, str]:
     return _read_yaml_mapping(Path(config), "parameter file"), str(config)
 
 
-def load_config(config: str | os.PathLike | None, overrides: list[str] | Mapping[str, Any] | None = None) -> TrainConfig:
+def load_config(
+    config: str | os.PathLike | None, overrides: list[str] | Mapping[str, Any] | None = None
+) -> TrainConfig:
     """The run a configuration describes: ``config`` (a shipped name such as ``"smoke_cris"``, a YAML
     file, or ``None`` for the defaults) with ``overrides`` applied.
 
@@ -286,11 +306,20 @@ def to_yaml(cfg: TrainConfig) -> str:
 
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """Write ``cfg`` as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_yaml(cfg))
-    os.replace(tmp, path)
+    from refseg_core.io import write_text
+
+    write_text(path, to_yaml(cfg))
 
 
-__all__ = ["PRECISIONS", "TrainConfig", "field_names", "load_config", "make_config", "save_config", "validate"]
+__all__ = [
+    "PRECISIONS",
+    "TrainConfig",
+    "field_names",
+    "is_config_name",
+    "load_config",
+    "make_config",
+    "read_config_values",
+    "save_config",
+    "to_yaml",
+    "validate",
+]

@@ -80,8 +80,20 @@ class RefSegMetrics:
     """
 
     # Layout of the state vector.
-    _FIELDS = ("n", "sum_iou", "sum_i", "sum_u", *(f"pr@{t}" for t in PR_THRESHOLDS),
-               "sum_giou", "g_i", "g_u", "tp", "fn", "fp", "tn")
+    _FIELDS = (
+        "n",
+        "sum_iou",
+        "sum_i",
+        "sum_u",
+        *(f"pr@{t}" for t in PR_THRESHOLDS),
+        "sum_giou",
+        "g_i",
+        "g_u",
+        "tp",
+        "fn",
+        "fp",
+        "tn",
+    )
 
     def __init__(self):
         self.state = torch.zeros(len(self._FIELDS), dtype=torch.float64)
@@ -165,11 +177,13 @@ class RefSegMetrics:
         }
         for t in PR_THRESHOLDS:
             out[f"prec@{t}"] = ratio(s[f"pr@{t}"], n)
-        out.update({
-            "gIoU": ratio(s["sum_giou"], n),
-            "cIoU": ratio(s["g_i"], s["g_u"]),
-            "N-acc": ratio(s["tp"], s["tp"] + s["fn"]),
-            "T-acc": ratio(s["tn"], s["tn"] + s["fp"]),
-            "no_target_samples": int(s["tp"] + s["fn"]),
-        })
+        out.update(
+            {
+                "gIoU": ratio(s["sum_giou"], n),
+                "cIoU": ratio(s["g_i"], s["g_u"]),
+                "N-acc": ratio(s["tp"], s["tp"] + s["fn"]),
+                "T-acc": ratio(s["tn"], s["tn"] + s["fp"]),
+                "no_target_samples": int(s["tp"] + s["fn"]),
+            }
+        )
         return out

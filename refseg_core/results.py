@@ -21,7 +21,13 @@ from pathlib import Path
 import yaml
 
 # model name in refseg_core -> method name in published.yaml (gRefCOCO numbers carry no backbone)
-METHODS = {"cris_r50": "CRIS-R50", "cris_r101": "CRIS-R101", "cris_tiny": "CRIS-tiny", "lts": "LTS", "lts_tiny": "LTS-tiny"}
+METHODS = {
+    "cris_r50": "CRIS-R50",
+    "cris_r101": "CRIS-R101",
+    "cris_tiny": "CRIS-tiny",
+    "lts": "LTS",
+    "lts_tiny": "LTS-tiny",
+}
 SHOWN = ("mIoU", "oIoU", "prec@0.5", "prec@0.9")
 SHOWN_GRES = ("gIoU", "cIoU", "N-acc", "T-acc")
 
@@ -50,11 +56,17 @@ def find_results(runs: Path) -> list[dict]:
             continue
         run = path.parent.relative_to(runs).as_posix() if path.parent != runs else path.parent.name
         cfg_model = meta.get("model")
-        rows.append({
-            "run": run, "file": path.name, "model": cfg_model, "dataset": meta["dataset"], "split": meta.get("split"),
-            "synthetic": bool(meta.get("synthetic", False)),
-            "metrics": {k: v for k, v in data.items() if k not in ("meta", "baselines")},
-        })
+        rows.append(
+            {
+                "run": run,
+                "file": path.name,
+                "model": cfg_model,
+                "dataset": meta["dataset"],
+                "split": meta.get("split"),
+                "synthetic": bool(meta.get("synthetic", False)),
+                "metrics": {k: v for k, v in data.items() if k not in ("meta", "baselines")},
+            }
+        )
     return rows
 
 
@@ -75,8 +87,11 @@ def paper_numbers(row: dict, published: list[dict]) -> list[dict]:
     if row["synthetic"]:
         return []
     method = _paper_method(row["model"] or "", row["dataset"])
-    return [p for p in published
-            if p["method"] == method and p["dataset"] == row["dataset"] and p["split"] == row["split"]]
+    return [
+        p
+        for p in published
+        if p["method"] == method and p["dataset"] == row["dataset"] and p["split"] == row["split"]
+    ]
 
 
 def _pct(v) -> str:
@@ -92,26 +107,36 @@ def table(rows: list[dict], published: list[dict]) -> tuple[str, list[dict]]:
     for r in rows:
         papers = paper_numbers(r, published)
         paper = "; ".join(f"{p['value']:.2f} {p['metric']} ({p['source']})" for p in papers) or (
-            "— (synthetic data)" if r["synthetic"] else "—")
+            "— (synthetic data)" if r["synthetic"] else "—"
+        )
         m = r["metrics"]
         cells = [_pct(m.get(k)) if (r["dataset"] == "grefcoco" or k not in SHOWN_GRES) else "—" for k in cols]
-        lines.append(f"| {r['run']} ({r['file']}) | {r['model']} | {r['dataset']} | {r['split']} | {m.get('n', '')} | "
-                     + " | ".join(cells) + f" | {paper} |")
+        lines.append(
+            f"| {r['run']} ({r['file']}) | {r['model']} | {r['dataset']} | {r['split']} | {m.get('n', '')} | "
+            + " | ".join(cells)
+            + f" | {paper} |"
+        )
         out.append({**r, "paper": papers})
     lines.append("")
-    lines.append("Measured scores are percentages. mIoU = mean of per-sentence IoUs (what CRIS reports); "
-                 "oIoU = overall IoU (what LTS reports); on gRefCOCO cIoU / gIoU (GRES). Compare a paper "
-                 "number only with the measured column of the same metric.")
+    lines.append(
+        "Measured scores are percentages. mIoU = mean of per-sentence IoUs (what CRIS reports); "
+        "oIoU = overall IoU (what LTS reports); on gRefCOCO cIoU / gIoU (GRES). Compare a paper "
+        "number only with the measured column of the same metric."
+    )
     return "\n".join(lines), out
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("runs", nargs="?", default="runs", help="folder searched for metrics.json / eval_*.json")
-    ap.add_argument("--published", default=None, help="published numbers (default: the shipped published.yaml)")
+    ap.add_argument(
+        "--published", default=None, help="published numbers (default: the shipped published.yaml)"
+    )
     ap.add_argument("--out", help="output stem (default: <runs>/results)")
 
 
 def run(args) -> int:
+    from refseg_core.io import write_text
+
     runs = Path(args.runs)
     if not runs.is_dir():
         print(f"gather: error: runs folder {runs} does not exist", file=sys.stderr)
@@ -119,10 +144,7 @@ def run(args) -> int:
     rows = find_results(runs)
     md, data = table(rows, load_published(args.published))
     stem = Path(args.out) if args.out else runs / "results"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for suffix, text in ((".md", md + "\n"), (".json", json.dumps(data, indent=2, default=str))):
-        tmp = stem.with_name(stem.name + suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, stem.with_name(stem.name + suffix))
+    write_text(stem.with_name(stem.name + ".md"), md + "\n")
+    write_text(stem.with_name(stem.name + ".json"), json.dumps(data, indent=2, default=str))
     print(md)
     return 0

@@ -92,7 +92,9 @@ class WordVocab:
         self.max_len = max_len
 
     @classmethod
-    def from_expressions(cls, texts: Iterable[str], min_count: int = 1, max_len: int | None = 20) -> "WordVocab":
+    def from_expressions(
+        cls, texts: Iterable[str], min_count: int = 1, max_len: int | None = 20
+    ) -> "WordVocab":
         counts = Counter(w for t in texts for w in split_words(t))
         words = sorted(w for w, c in counts.items() if c >= min_count)
         return cls(words, max_len=max_len)
@@ -139,16 +141,22 @@ def expression_notes(tokenizer, text: str) -> list[str]:
         words = split_words(text)
         unknown = list(dict.fromkeys(w for w in words if w not in tokenizer.stoi))
         if unknown:
-            notes.append(f"{len(unknown)} word(s) of the expression are not in the model's vocabulary and are read "
-                         f"as <unk>: {', '.join(unknown)}")
+            notes.append(
+                f"{len(unknown)} word(s) of the expression are not in the model's vocabulary and are read "
+                f"as <unk>: {', '.join(unknown)}"
+            )
         if tokenizer.max_len is not None and len(words) > tokenizer.max_len:
-            notes.append(f"the expression has {len(words)} words; only the first {tokenizer.max_len} are read "
-                         f"(dropped: {' '.join(words[tokenizer.max_len:])})")
+            notes.append(
+                f"the expression has {len(words)} words; only the first {tokenizer.max_len} are read "
+                f"(dropped: {' '.join(words[tokenizer.max_len :])})"
+            )
     elif isinstance(tokenizer, ClipTokenizer):
         ids = tokenizer._bpe.encode(text)
         room = tokenizer.word_len - 3  # SOT, EOT, and the last kept position that becomes EOT
         if len(ids) + 2 > tokenizer.word_len:
             kept = tokenizer._bpe.decode(ids[: room + 1]).strip()
-            notes.append(f"the expression is {len(ids)} tokens long; only {tokenizer.word_len} fit (with start "
-                         f"and end), so it is read as {kept!r}")
+            notes.append(
+                f"the expression is {len(ids)} tokens long; only {tokenizer.word_len} fit (with start "
+                f"and end), so it is read as {kept!r}"
+            )
     return notes

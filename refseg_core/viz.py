@@ -30,8 +30,17 @@ def to_array(image) -> np.ndarray:
     return arr
 
 
-def overlay(ax, image, mask=None, color=PRED_COLOR, dim: float = 0.35, title: str | None = None,
-            contour: np.ndarray | None = None, contour_color=TARGET_COLOR, wrap: int = 32):
+def overlay(
+    ax,
+    image,
+    mask=None,
+    color=PRED_COLOR,
+    dim: float = 0.35,
+    title: str | None = None,
+    contour: np.ndarray | None = None,
+    contour_color=TARGET_COLOR,
+    wrap: int = 32,
+):
     """Draw ``image`` with ``mask`` highlighted and, optionally, the outline of ``contour``.
 
     The mask is shown by dimming everything *outside* it (to ``dim`` of its brightness) and outlining it
@@ -46,8 +55,13 @@ def overlay(ax, image, mask=None, color=PRED_COLOR, dim: float = 0.35, title: st
     if mask is not None and m.any():
         ax.contour(m.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
     if contour is not None and np.asarray(contour).any():
-        ax.contour(np.asarray(contour).astype(float), levels=[0.5], colors=[contour_color], linewidths=1.5,
-                   linestyles="dashed")
+        ax.contour(
+            np.asarray(contour).astype(float),
+            levels=[0.5],
+            colors=[contour_color],
+            linewidths=1.5,
+            linestyles="dashed",
+        )
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -55,16 +69,26 @@ def overlay(ax, image, mask=None, color=PRED_COLOR, dim: float = 0.35, title: st
     return ax
 
 
-def heatmap(ax, values, image=None, alpha=0.55, cmap="magma", title: str | None = None, colorbar=False,
-            vmin=None, vmax=None):
+def heatmap(
+    ax,
+    values,
+    image=None,
+    alpha=0.55,
+    cmap="magma",
+    title: str | None = None,
+    colorbar=False,
+    vmin=None,
+    vmax=None,
+):
     """Show a 2-D map; over ``image`` (resized to the image) when given."""
     v = np.asarray(values, dtype=np.float32)
     if image is not None:
         img = to_array(image)
         ax.imshow(img)
         h, w = img.shape[:2]
-        im = ax.imshow(v, cmap=cmap, alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear",
-                       vmin=vmin, vmax=vmax)
+        im = ax.imshow(
+            v, cmap=cmap, alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear", vmin=vmin, vmax=vmax
+        )
     else:
         im = ax.imshow(v, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
     if colorbar:
@@ -85,8 +109,14 @@ def grid(n: int, cols: int = 4, size: float = 2.6):
     return fig, list(axes.flat[:n])
 
 
-def curves(ax, history: Sequence[dict], keys: Sequence[str], x: str = "step", title: str | None = None,
-           logy: bool = False):
+def curves(
+    ax,
+    history: Sequence[dict],
+    keys: Sequence[str],
+    x: str = "step",
+    title: str | None = None,
+    logy: bool = False,
+):
     """Plot ``history`` rows (dicts) for each key against ``x``; missing values are skipped."""
     for k in keys:
         pts = [(r[x], r[k]) for r in history if r.get(k) is not None]

@@ -32,8 +32,14 @@ SHAPE_WORDS = {
     "hexagon": ["hexagon"],
     "ring": ["ring", "donut"],
 }
-PLURAL_WORDS = {"circle": ["circles", "discs"], "square": ["squares", "boxes"], "triangle": ["triangles"],
-                "star": ["stars"], "hexagon": ["hexagons"], "ring": ["rings", "donuts"]}
+PLURAL_WORDS = {
+    "circle": ["circles", "discs"],
+    "square": ["squares", "boxes"],
+    "triangle": ["triangles"],
+    "star": ["stars"],
+    "hexagon": ["hexagons"],
+    "ring": ["rings", "donuts"],
+}
 NOUNS = ["shape", "object", "thing", "one"]
 SIZE_WORDS = {"big": ["big", "large"], "small": ["small", "little"]}
 COUNT_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
@@ -54,7 +60,12 @@ REL_TEMPLATES = {
     "right of": ["the {d} right of the {l}", "the {d} to the right of the {l}"],
     "above": ["the {d} above the {l}", "the {d} over the {l}"],
     "below": ["the {d} below the {l}", "the {d} under the {l}", "the {d} beneath the {l}"],
-    "near": ["the {d} next to the {l}", "the {d} near the {l}", "the {d} closest to the {l}", "{d} by the {l}"],
+    "near": [
+        "the {d} next to the {l}",
+        "the {d} near the {l}",
+        "the {d} closest to the {l}",
+        "{d} by the {l}",
+    ],
     "touching": ["the {d} touching the {l}", "the {d} overlapping the {l}", "{d} that touches the {l}"],
 }
 ATTR_TEMPLATES = ["the {d}", "{d}", "a {d}", "the {d} here"]

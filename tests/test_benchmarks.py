@@ -21,8 +21,20 @@ from benchmarks.flops import mfu, peak_tflops  # noqa: E402
 from benchmarks.official_cris import compare_train_step  # noqa: E402
 
 ENV_KEYS = {"device", "device_type", "torch", "date", "loadavg"}
-MODEL_KEYS = ENV_KEYS | {"kind", "model", "input_size", "batch", "precision", "channels_last", "compile",
-                         "images_per_s", "median_s", "peak_mem_mib", "peak_mem_kind", "flops_per_image"}
+MODEL_KEYS = ENV_KEYS | {
+    "kind",
+    "model",
+    "input_size",
+    "batch",
+    "precision",
+    "channels_last",
+    "compile",
+    "images_per_s",
+    "median_s",
+    "peak_mem_mib",
+    "peak_mem_kind",
+    "flops_per_image",
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -31,11 +43,25 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # cris_tiny is marked slow only because `import open_clip` alone takes ~10 s on a busy 2-core machine.
 @pytest.mark.parametrize("name", [pytest.param("cris_tiny", marks=pytest.mark.slow), "lts_tiny"])
 def test_bench_model_rows(name):
-    rows = bench_model(name, "cpu", 64, 2, 2, [BenchConfig("fp32"), BenchConfig("bf16", channels_last=True)],
-                       warmup=0, repeats=1, latency_repeats=1)
+    rows = bench_model(
+        name,
+        "cpu",
+        64,
+        2,
+        2,
+        [BenchConfig("fp32"), BenchConfig("bf16", channels_last=True)],
+        warmup=0,
+        repeats=1,
+        latency_repeats=1,
+    )
     assert [(r["kind"], r["precision"]) for r in rows] == [
-        ("train_step", "fp32"), ("inference_latency", "fp32"), ("inference_throughput", "fp32"),
-        ("train_step", "bf16"), ("inference_latency", "bf16"), ("inference_throughput", "bf16")]
+        ("train_step", "fp32"),
+        ("inference_latency", "fp32"),
+        ("inference_throughput", "fp32"),
+        ("train_step", "bf16"),
+        ("inference_latency", "bf16"),
+        ("inference_throughput", "bf16"),
+    ]
     for r in rows:
         assert "error" not in r, r.get("error")
         assert MODEL_KEYS <= set(r), MODEL_KEYS - set(r)
@@ -98,8 +124,15 @@ def test_rows_are_written_atomically(tmp_path):
 
 
 def test_data_and_eval_rows(tmp_path):
-    rows = data_rows(tmp_path / "d", workers_list=(0,), image_size=64, num_images=8, batch_size=2,
-                     input_size=64, num_batches=2)
+    rows = data_rows(
+        tmp_path / "d",
+        workers_list=(0,),
+        image_size=64,
+        num_images=8,
+        batch_size=2,
+        input_size=64,
+        num_batches=2,
+    )
     assert rows[0]["kind"] == "data_loader" and rows[0]["samples"] == 4 and rows[0]["samples_per_s"] > 0
     assert rows[0]["image_shape"] == [3, 64, 64] and ENV_KEYS <= set(rows[0])
     row = eval_row("lts_tiny", tmp_path / "e", num_sentences=12, image_size=64, input_size=64, batch_size=4)

@@ -25,14 +25,19 @@ SHOTS = ROOT / "_build" / "screenshots"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not (HTML / "index.html").exists(), reason="book not built: run `make book` first"),
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (the Makefile's `browser` target installs it)"),
+    pytest.mark.skipif(
+        CHROMIUM is None, reason="chromium not installed (the Makefile's `browser` target installs it)"
+    ),
 ]
 
 
 def _pages() -> list[Path]:
     skip = {"search.html", "genindex.html"}
-    return sorted(p for p in HTML.rglob("*.html") if p.name not in skip and "_static" not in p.parts
-                  and "_sources" not in p.parts)
+    return sorted(
+        p
+        for p in HTML.rglob("*.html")
+        if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +55,19 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 
@@ -63,7 +78,9 @@ def _open(browser, url):
     errors, failed, external = [], [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("requestfailed", lambda r: failed.append(r.url) if urlparse(r.url).hostname == "127.0.0.1" else None)
+    page.on(
+        "requestfailed", lambda r: failed.append(r.url) if urlparse(r.url).hostname == "127.0.0.1" else None
+    )
 
     def route(r):
         if urlparse(r.request.url).hostname in ("127.0.0.1", None) or r.request.url.startswith("data:"):
@@ -88,8 +105,9 @@ def test_every_page_loads_with_images_and_no_errors(server, browser):
             assert not errors, f"{rel}: console errors {errors}"
             assert not failed, f"{rel}: failed local requests {failed}"
             assert not external, f"{rel}: needs the network for {external}"
-            broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-                                   ".map(i => i.src)")
+            broken = page.evaluate(
+                "Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+            )
             assert not broken, f"{rel}: images that did not load: {broken}"
         finally:
             page.close()
@@ -125,7 +143,9 @@ def test_colab_links_point_at_the_committed_notebooks():
     pages = sorted((HTML / "notebooks").glob("*.html"))
     assert pages
     for path in pages:
-        links = re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', path.read_text(encoding="utf-8"))
+        links = re.findall(
+            r'href="(https://colab\.research\.google\.com/[^"]+)"', path.read_text(encoding="utf-8")
+        )
         assert links, f"{path.name}: no Colab launch button"
         repo = urlparse(refseg_core.REPO_URL).path.strip("/")
         expected = f"https://colab.research.google.com/github/{repo}/blob/main/notebooks/{path.stem}.ipynb"
@@ -137,7 +157,9 @@ def test_search_finds_position_prior_and_screenshots(server, browser):
     page, errors, _, external = _open(browser, urljoin(server, "search.html?q=position+prior"))
     try:
         page.wait_for_selector("#search-results li, ul.search li", timeout=15000)
-        hits = page.evaluate("Array.from(document.querySelectorAll('ul.search li a')).map(a => a.textContent)")
+        hits = page.evaluate(
+            "Array.from(document.querySelectorAll('ul.search li a')).map(a => a.textContent)"
+        )
         assert hits, "search for 'position prior' found nothing"
         assert not external
     finally:

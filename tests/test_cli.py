@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from _engine_data import synthetic_root, tiny_config
 from PIL import Image
 
-from _engine_data import synthetic_root, tiny_config
 from refseg_core.__main__ import main
 from refseg_core.data.refer import Refer
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,16 +45,45 @@ def test_train_unknown_parameter_exits_2_and_lists_valid(run_dir, capsys):
 
 def test_train_missing_data_exits_2_with_instructions(run_dir, tmp_path, capsys):
     _, f, _ = run_dir
-    assert main(["train", "--config", str(f), "--set", f"data_root={tmp_path / 'none'}",
-                 "--set", f"output_dir={tmp_path / 'out'}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(f),
+                "--set",
+                f"data_root={tmp_path / 'none'}",
+                "--set",
+                f"output_dir={tmp_path / 'out'}",
+            ]
+        )
+        == 2
+    )
     assert "refseg_core synth" in capsys.readouterr().err
 
 
 def test_evaluate_writes_metrics_and_predictions(run_dir):
     base, f, root = run_dir
     out = base / "eval"
-    assert main(["evaluate", "--config", str(f), "--checkpoint", str(base / "run" / "last.pt"), "--split", "val",
-                 "--split", "testA", "--save-predictions", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--config",
+                str(f),
+                "--checkpoint",
+                str(base / "run" / "last.pt"),
+                "--split",
+                "val",
+                "--split",
+                "testA",
+                "--save-predictions",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "eval_refcoco_val.json").read_text())
     p = json.loads((out / "predictions_refcoco_val.json").read_text())["predictions"]
     assert m["n"] == len(p) == 6 and m["meta"]["split"] == "val"  # max_eval_items of the config
@@ -77,8 +105,22 @@ def test_predict_writes_mask_and_overlay(run_dir, tmp_path):
     img_path = tmp_path / "img.png"
     refer.load_image(ref).convert("L").save(img_path)  # a greyscale file is converted to RGB
     out = tmp_path / "pred"
-    assert main(["predict", "--checkpoint", str(base / "run" / "last.pt"), "--image", str(img_path),
-                 "--text", "the big red circle", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(base / "run" / "last.pt"),
+                "--image",
+                str(img_path),
+                "--text",
+                "the big red circle",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     mask = np.array(Image.open(out / "mask.png"))
     info = refer.image_info(ref)
     assert mask.shape == (info["height"], info["width"]) and set(np.unique(mask)) <= {0, 255}
@@ -93,7 +135,9 @@ def test_predict_bad_inputs_exit_2(run_dir, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     assert main(["predict", "--checkpoint", ck, "--image", str(bad), "--text", "x"]) == 2
-    assert main(["predict", "--checkpoint", str(tmp_path / "none.pt"), "--image", str(bad), "--text", "x"]) == 2
+    assert (
+        main(["predict", "--checkpoint", str(tmp_path / "none.pt"), "--image", str(bad), "--text", "x"]) == 2
+    )
 
 
 # ---- issue 14 -------------------------------------------------------------------------------------
@@ -124,7 +168,9 @@ def test_resume_may_change_only_safe_keys(cut_run, capsys):
     assert main(["train", "--resume", str(run / "last.pt"), "--set", "lr=0.5"]) == 2
     err = capsys.readouterr().err
     assert "'lr'" in err and "0.5" in err and "Traceback" not in err
-    assert main(["train", "--config", str(f), "--resume", str(run / "last.pt"), "--set", "model=cris_tiny"]) == 2
+    assert (
+        main(["train", "--config", str(f), "--resume", str(run / "last.pt"), "--set", "model=cris_tiny"]) == 2
+    )
     assert "cris_tiny" in capsys.readouterr().err
     assert (run / "last.pt").read_bytes() == before
 
@@ -137,7 +183,16 @@ def test_occupied_output_dir_is_refused_unless_overwrite(run_dir, tmp_path, caps
     run = tmp_path / "run"
     shutil.copytree(base / "run", run)
     files = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
-    args = ["train", "--config", str(f), "--quiet", "--set", f"output_dir={run}", "--set", "max_train_items=8"]
+    args = [
+        "train",
+        "--config",
+        str(f),
+        "--quiet",
+        "--set",
+        f"output_dir={run}",
+        "--set",
+        "max_train_items=8",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--overwrite" in err
@@ -169,7 +224,10 @@ def test_resuming_another_models_checkpoint_into_a_run_is_refused(run_dir, tmp_p
     ck["model_config"]["name"] = ck["config"]["model"] = "cris_tiny"
     torch.save(ck, other / "last.pt")
     files = {p.name: p.read_bytes() for p in mine.iterdir() if p.is_file()}
-    assert main(["train", "--config", str(f), "--set", f"output_dir={mine}", "--resume", str(other / "last.pt")]) == 2
+    assert (
+        main(["train", "--config", str(f), "--set", f"output_dir={mine}", "--resume", str(other / "last.pt")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "cris_tiny" in err and "'model'" in err
     assert {p.name: p.read_bytes() for p in mine.iterdir() if p.is_file()} == files
@@ -201,23 +259,40 @@ def test_evaluate_refuses_other_synthetic_data_than_the_checkpoints(run_dir, tmp
     f.write_text(yaml.safe_dump(dict(ck["config"], synthetic_image_size=160)))
     assert main(["evaluate", "--checkpoint", str(tmp_path / "last.pt"), "--config", str(f)]) == 2
     assert "synthetic_image_size" in capsys.readouterr().err
-    assert main(["evaluate", "--checkpoint", str(tmp_path / "last.pt"), "--set", "synthetic_num_images=20"]) == 2
+    assert (
+        main(["evaluate", "--checkpoint", str(tmp_path / "last.pt"), "--set", "synthetic_num_images=20"]) == 2
+    )
     assert "synthetic_num_images" in capsys.readouterr().err
     assert (root / "refcoco" / "synthetic.json").read_text() == manifest
 
 
-@pytest.mark.parametrize("setting, words", [
-    ("output_dir={file}/sub", ["output_dir", "regular file"]),
-    ("device=cuda:99", ["device"]),
-    ("lr=[1, 2", ["--set", "YAML"]),
-    ("max_eval_items=0", ["max_eval_items", ">= 1"]),
-])
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ("output_dir={file}/sub", ["output_dir", "regular file"]),
+        ("device=cuda:99", ["device"]),
+        ("lr=[1, 2", ["--set", "YAML"]),
+        ("max_eval_items=0", ["max_eval_items", ">= 1"]),
+    ],
+)
 def test_train_errors_are_one_sentence(run_dir, tmp_path, capsys, setting, words):
     """Item 5: a sentence naming the culprit, no traceback, and a --set error does not blame the file."""
     _, f, _ = run_dir
     (tmp_path / "file").write_text("x")
-    assert main(["train", "--config", str(f), "--set", setting.format(file=tmp_path / "file"),
-                 "--set", f"output_dir={tmp_path / 'o'}" if "output_dir" not in setting else "epochs=1"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(f),
+                "--set",
+                setting.format(file=tmp_path / "file"),
+                "--set",
+                f"output_dir={tmp_path / 'o'}" if "output_dir" not in setting else "epochs=1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert all(w in err for w in words), err
     assert "Traceback" not in err and str(f) not in err and len(err.strip().splitlines()) == 1
@@ -267,7 +342,9 @@ def test_disk_full_while_saving_says_so_and_keeps_the_previous_checkpoint(tmp_pa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(CheckpointWriteError, match="no space left on device while writing .*previous checkpoint"):
+    with pytest.raises(
+        CheckpointWriteError, match="no space left on device while writing .*previous checkpoint"
+    ):
         atomic_torch_save({"a": torch.zeros(2)}, tmp_path / "last.pt")
     assert torch.equal(torch.load(tmp_path / "last.pt", weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
@@ -280,11 +357,21 @@ def test_predict_validates_options_and_warns_about_lost_words(run_dir, tmp_path,
     ck = str(base / "run" / "last.pt")
     img = tmp_path / "img.png"
     Image.new("RGB", (40, 30)).save(img)
-    for bad in (["--threshold", "1.5"], ["--threshold", "0"], ["--input-size", "50"], ["--input-size", "-32"]):
+    for bad in (
+        ["--threshold", "1.5"],
+        ["--threshold", "0"],
+        ["--input-size", "50"],
+        ["--input-size", "-32"],
+    ):
         assert main(["predict", "--checkpoint", ck, "--image", str(img), "--text", "x", *bad]) == 2
         assert bad[0] in capsys.readouterr().err
     long = "the " + " ".join(["zebraish"] * 12)
-    assert main(["predict", "--checkpoint", ck, "--image", str(img), "--text", long, "--out", str(tmp_path / "p")]) == 0
+    assert (
+        main(
+            ["predict", "--checkpoint", ck, "--image", str(img), "--text", long, "--out", str(tmp_path / "p")]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "zebraish" in err and "<unk>" in err and "only the first 10" in err
 

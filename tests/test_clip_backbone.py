@@ -74,11 +74,26 @@ def test_dense_attention_pool_equals_clip_attention_at_every_pixel(tiny):
         got = tiny.dense_attention_pool(x)
         t = x.flatten(2).permute(2, 0, 1) + pool.positional_embedding[1:, None, :]
         ref, _ = F.multi_head_attention_forward(
-            t, t, t, t.shape[-1], pool.num_heads, None,
-            torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]), None, None, False, 0.0,
-            pool.c_proj.weight, pool.c_proj.bias, training=False, need_weights=False,
-            use_separate_proj_weight=True, q_proj_weight=pool.q_proj.weight,
-            k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight)
+            t,
+            t,
+            t,
+            t.shape[-1],
+            pool.num_heads,
+            None,
+            torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+            None,
+            None,
+            False,
+            0.0,
+            pool.c_proj.weight,
+            pool.c_proj.bias,
+            training=False,
+            need_weights=False,
+            use_separate_proj_weight=True,
+            q_proj_weight=pool.q_proj.weight,
+            k_proj_weight=pool.k_proj.weight,
+            v_proj_weight=pool.v_proj.weight,
+        )
         ref = F.relu(ref.permute(1, 2, 0).reshape(2, -1, 7, 7) + pool.connect(x))
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
 
@@ -162,15 +177,22 @@ def test_torchscript_weights_are_read_without_torch_jit_load(tmp_path, monkeypat
 
     clip = _torchscript_tiny_clip(tmp_path / "RN.pt", dtype)
     calls = []
-    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
-        AssertionError("torch.jit.load runs the archive's code")))
+    monkeypatch.setattr(
+        torch.jit,
+        "load",
+        lambda *a, **k: (
+            calls.append(a) or (_ for _ in ()).throw(AssertionError("torch.jit.load runs the archive's code"))
+        ),
+    )
     sd = read_clip_state_dict(tmp_path / "RN.pt")
     assert calls == []
     ref = clip.state_dict()
     assert set(sd) == set(ref) and all(torch.equal(sd[k], ref[k]) for k in ref)
     torch.manual_seed(0)
     b = build_clip_backbone("tiny", pretrained=tmp_path / "RN.pt")
-    assert calls == [] and torch.equal(b.visual.layer1[0].conv1.weight, clip.visual.layer1[0].conv1.weight.float())
+    assert calls == [] and torch.equal(
+        b.visual.layer1[0].conv1.weight, clip.visual.layer1[0].conv1.weight.float()
+    )
 
 
 def test_torchscript_archive_naming_a_function_is_refused_without_calling_it(tmp_path):

@@ -7,10 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from refseg_core.config import TrainConfig
 from refseg_core.models import build_model
-from refseg_core.models.cris import official_epoch_lrs
 from refseg_core.models.cris_official import load_official_checkpoint, official_to_ours, ours_to_official
 from refseg_core.models.layers import sine_position_1d, sine_position_2d
+from refseg_core.optim import lr_by_epoch, official_epoch_lrs
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,20 @@ def _inputs(model, texts, size=64):
 def test_forward_features_shapes(tiny):
     images, tokens = _inputs(tiny, ["the man on the left", "a dog"], size=128)
     f = tiny.forward_features(images, tokens)
-    expected = dict(v3=(2, 128, 16, 16), v4=(2, 256, 8, 8), v5=(2, 128, 4, 4), words=(2, 17, 64), state=(2, 128),
-                    pad_mask=(2, 17), fused=(2, 64, 8, 8), decoder=(2, 64, 8, 8), pixel_embeddings=(2, 32, 32, 32),
-                    kernel=(2, 32, 3, 3), bias=(2,), logits=(2, 1, 32, 32))
+    expected = dict(
+        v3=(2, 128, 16, 16),
+        v4=(2, 256, 8, 8),
+        v5=(2, 128, 4, 4),
+        words=(2, 17, 64),
+        state=(2, 128),
+        pad_mask=(2, 17),
+        fused=(2, 64, 8, 8),
+        decoder=(2, 64, 8, 8),
+        pixel_embeddings=(2, 32, 32, 32),
+        kernel=(2, 32, 3, 3),
+        bias=(2,),
+        logits=(2, 1, 32, 32),
+    )
     for k, shape in expected.items():
         assert tuple(f[k].shape) == shape, k
     assert len(f["word_attention_layers"]) == tiny.config["num_layers"]
@@ -57,7 +69,7 @@ def test_dynamic_kernel_is_per_sample(tiny):
     images, tokens = _inputs(tiny, ["the red car", "a dog on the grass", "the tallest person"])
     with torch.no_grad():
         together = tiny(images, tokens)
-        alone = torch.cat([tiny(images[i:i + 1], tokens[i:i + 1]) for i in range(3)])
+        alone = torch.cat([tiny(images[i : i + 1], tokens[i : i + 1]) for i in range(3)])
         f = tiny.forward_features(images, tokens, return_attention=False)
         manual = F.conv2d(f["pixel_embeddings"][1:2], f["kernel"][1:2], f["bias"][1:2], padding=1)
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
@@ -99,7 +111,9 @@ def test_loss_is_bce_on_nearest_resized_mask():
     target = F.interpolate(masks, size=(16, 16), mode="nearest")
     expected = F.binary_cross_entropy_with_logits(out["logits"], target)
     torch.testing.assert_close(out["loss"], expected)
-    assert out["logits"].shape == (2, 1, 16, 16) and float(out["bce"]) == pytest.approx(float(expected.detach()))
+    assert out["logits"].shape == (2, 1, 16, 16) and float(out["bce"]) == pytest.approx(
+        float(expected.detach())
+    )
     # Not the bilinear-resized mask: a soft mask at stride 4 would give a different value.
     soft = F.interpolate(torch.rand(2, 1, 64, 64), size=(16, 16), mode="bilinear")
     assert not torch.allclose(F.binary_cross_entropy_with_logits(out["logits"], soft), expected)
@@ -144,8 +158,19 @@ def test_param_groups_match_official_split(tiny):
     assert id(named["neck.sentence_proj.0.weight"]) in ids["head"]
     assert len(ids["backbone"]) + len(ids["head"]) == len(named)
     assert not ids["backbone"] & ids["head"]
-    quirk = tiny.param_groups(1e-4, official_quirk=True)
-    assert quirk[0]["lr"] == pytest.approx(1e-4) and quirk[0]["initial_lr"] == pytest.approx(1e-5)
+    assert by_name["backbone"]["initial_lr"] == pytest.approx(1e-5)
+
+
+def test_engine_schedule_with_the_quirk_is_the_official_one(tiny):
+    """build_optimizer + end_epoch (what engine.train runs) give official_epoch_lrs with
+    official_lr_quirk, and the intended schedule (backbone x0.1 from epoch 1) without it."""
+    cfg = TrainConfig(model="cris_tiny", epochs=50, lr=1e-4, backbone_lr_mult=0.1, milestones=[35])
+    groups = tiny.param_groups(cfg.lr, cfg.backbone_lr_mult)
+    official = [official_epoch_lrs(groups, e, cfg.lr, cfg.milestones, cfg.lr_gamma) for e in range(1, 51)]
+    quirk = lr_by_epoch(TrainConfig(**dict(cfg.to_dict(), official_lr_quirk=True)), tiny)
+    assert quirk == [pytest.approx(row) for row in official]
+    intended = lr_by_epoch(cfg, tiny)
+    assert intended[0] == pytest.approx([1e-5, 1e-4]) and intended[1:] == quirk[1:]
 
 
 def test_official_epoch_lrs_reproduce_torch_multisteplr():
@@ -179,8 +204,16 @@ def test_key_mapping_round_trip_and_official_load(tiny, tmp_path):
 
     # A checkpoint file as the official train.py writes it (with optimizer/scheduler entries).
     path = tmp_path / "best_model.pth"
-    torch.save({"epoch": 3, "best_iou": 0.5, "prec": {"Pr@50": 0.5}, "state_dict": official,
-                "scheduler": {"milestones": collections.Counter([35])}}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "best_iou": 0.5,
+            "prec": {"Pr@50": 0.5},
+            "state_dict": official,
+            "scheduler": {"milestones": collections.Counter([35])},
+        },
+        path,
+    )
     from refseg_core.models import cris_official
 
     loaded = cris_official.read_official_state_dict(path)
@@ -199,8 +232,11 @@ def test_key_mapping_round_trip_and_official_load(tiny, tmp_path):
 def test_sine_positions_known_values():
     pe = sine_position_1d(3, 4)
     torch.testing.assert_close(pe[0], torch.tensor([0.0, 1.0, 0.0, 1.0]))
-    torch.testing.assert_close(pe[2], torch.tensor([2.0, 2.0, 0.02, 0.02]).sin() * torch.tensor([1, 0, 1, 0])
-                               + torch.tensor([2.0, 2.0, 0.02, 0.02]).cos() * torch.tensor([0, 1, 0, 1]))
+    torch.testing.assert_close(
+        pe[2],
+        torch.tensor([2.0, 2.0, 0.02, 0.02]).sin() * torch.tensor([1, 0, 1, 0])
+        + torch.tensor([2.0, 2.0, 0.02, 0.02]).cos() * torch.tensor([0, 1, 0, 1]),
+    )
     pe2 = sine_position_2d(2, 3, 8)
     assert pe2.shape == (8, 2, 3)
     torch.testing.assert_close(pe2[:4, 1, 2], sine_position_1d(3, 4)[2])  # x channels: column 2

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from _engine_data import synthetic_root, tiny_config
+
 from refseg_core import engine
 from refseg_core.checkpoint import load_checkpoint
 from refseg_core.config import make_config
@@ -39,13 +39,35 @@ def test_two_processes_match_one(tmp_path):
     root = synthetic_root(tmp_path / "data")
     runs = {}
     for name, nproc in (("single", 1), ("ddp", 2)):
-        cfg = tiny_config(root, tmp_path / name, bn_eval=True, max_train_items=8, max_eval_items=7, epochs=2,
-                          warmup_steps=0, grad_clip=None)
+        cfg = tiny_config(
+            root,
+            tmp_path / name,
+            bn_eval=True,
+            max_train_items=8,
+            max_eval_items=7,
+            epochs=2,
+            warmup_steps=0,
+            grad_clip=None,
+        )
         f = tmp_path / f"{name}.yaml"
         f.write_text(yaml.safe_dump(cfg))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               "-m", "refseg_core", "train", "--config", str(f), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            "-m",
+            "refseg_core",
+            "train",
+            "--config",
+            str(f),
+            "--quiet",
+        ]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
         p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from refseg_core.data.download import DownloadError, download, download_and_extract, extract_zip, prepare_refer_data
+from refseg_core.data.download import (
+    DownloadError,
+    download,
+    download_and_extract,
+    extract_zip,
+    prepare_refer_data,
+)
 
 
 @pytest.fixture()
@@ -54,11 +60,21 @@ def test_missing_url_names_it(served, tmp_path):
 def test_prepare_refer_data_lays_out_the_folders(served, tmp_path):
     root, url = served
     sums = {
-        "refcoco.zip": make_zip(root / "refcoco.zip", {"refcoco/refs(unc).p": b"x", "refcoco/instances.json": b"{}"}),
-        "train2014.zip": make_zip(root / "train2014.zip", {"train2014/COCO_train2014_000000000001.jpg": b"jpg"}),
+        "refcoco.zip": make_zip(
+            root / "refcoco.zip", {"refcoco/refs(unc).p": b"x", "refcoco/instances.json": b"{}"}
+        ),
+        "train2014.zip": make_zip(
+            root / "train2014.zip", {"train2014/COCO_train2014_000000000001.jpg": b"jpg"}
+        ),
     }
-    out = prepare_refer_data(tmp_path / "data", url, datasets=("refcoco.zip",), coco_url=f"{url}/train2014.zip",
-                             checksums=sums, progress=False)
+    out = prepare_refer_data(
+        tmp_path / "data",
+        url,
+        datasets=("refcoco.zip",),
+        coco_url=f"{url}/train2014.zip",
+        checksums=sums,
+        progress=False,
+    )
     assert (out / "refcoco" / "refs(unc).p").read_bytes() == b"x"
     assert (out / "images" / "train2014" / "COCO_train2014_000000000001.jpg").exists()
     assert not list(out.rglob("*.zip")) and not list(out.rglob(".extract-*"))
@@ -115,6 +131,11 @@ def test_coco_train2014_is_checked_against_its_known_sha256_and_refer_archives_a
     assert len(COCO_TRAIN2014_SHA256) == 64
     with pytest.warns(UserWarning, match="refcoco.zip.*unverified"):
         with pytest.raises(DownloadError, match=f"checksum mismatch .*{COCO_TRAIN2014_SHA256}"):
-            prepare_refer_data(tmp_path / "data", url, datasets=("refcoco.zip",), coco_url=f"{url}/train2014.zip",
-                               progress=False)
+            prepare_refer_data(
+                tmp_path / "data",
+                url,
+                datasets=("refcoco.zip",),
+                coco_url=f"{url}/train2014.zip",
+                progress=False,
+            )
     assert not (tmp_path / "data" / "images" / "train2014").exists()

@@ -11,15 +11,14 @@ import signal
 import numpy as np
 import pytest
 import torch
+from _engine_data import synthetic_root, tiny_config
 from pycocotools import mask as mask_utils
 
-from _engine_data import synthetic_root, tiny_config
 from refseg_core import checkpoint as ckpt_mod
-from refseg_core import engine
+from refseg_core import engine, training
 from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.config import make_config
 from refseg_core.data.refer import Refer
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,20 +68,31 @@ def test_checkpoint_rebuilds_the_same_model(trained, data_root):
     model = model_from_checkpoint(trained.checkpoint)
     assert _same(_weights(model), _weights(trained.model))
     assert model.tokenizer.itos == trained.model.tokenizer.itos  # LTS vocabulary travels in model.config
-    again = engine.evaluate(model, data_root=data_root, dataset="refcoco", split="val", input_size=32,
-                            batch_size=3, max_items=6, first_sentence_only=True)
+    again = engine.evaluate(
+        model,
+        data_root=data_root,
+        dataset="refcoco",
+        split="val",
+        input_size=32,
+        batch_size=3,
+        max_items=6,
+        first_sentence_only=True,
+    )
     assert again["mIoU"] == pytest.approx(trained.metrics["mIoU"])
 
 
 def test_evaluate_records_are_rles_of_the_scored_masks(trained, data_root):
     refer = Refer(data_root, "refcoco", "unc")
-    metrics, records = engine.evaluate(trained.model, refer, split="val", input_size=32, batch_size=4,
-                                       max_items=5, return_records=True)
+    metrics, records = engine.evaluate(
+        trained.model, refer, split="val", input_size=32, batch_size=4, max_items=5, return_records=True
+    )
     assert metrics["n"] == len(records) == 5
     pairs = refer.sentences("val")[:5]
     for rec, (ref, sent) in zip(records, pairs):
         assert (rec["ref_id"], rec["sent_id"]) == (ref["ref_id"], sent["sent_id"])
-        pred = mask_utils.decode({"size": rec["mask"]["size"], "counts": rec["mask"]["counts"].encode()}).astype(bool)
+        pred = mask_utils.decode(
+            {"size": rec["mask"]["size"], "counts": rec["mask"]["counts"].encode()}
+        ).astype(bool)
         gt = refer.ref_mask(ref)
         assert pred.shape == gt.shape
         i, u = np.logical_and(pred, gt).sum(), np.logical_or(pred, gt).sum()
@@ -114,8 +124,11 @@ def test_trivial_baselines(data_root):
 def test_resume_after_an_epoch_is_exact(data_root, tmp_path):
     full = engine.train(tiny_config(data_root, tmp_path / "full", epochs=3), progress=False)
     engine.train(tiny_config(data_root, tmp_path / "part", epochs=1), progress=False)
-    resumed = engine.train(tiny_config(data_root, tmp_path / "part", epochs=3), progress=False,
-                           resume=tmp_path / "part" / "last.pt")
+    resumed = engine.train(
+        tiny_config(data_root, tmp_path / "part", epochs=3),
+        progress=False,
+        resume=tmp_path / "part" / "last.pt",
+    )
     assert _same(_weights(full.model), _weights(resumed.model))
     assert [r["step"] for r in resumed.history] == [r["step"] for r in full.history]
 
@@ -124,7 +137,7 @@ def test_resume_after_an_epoch_is_exact(data_root, tmp_path):
 def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, monkeypatch):
     full = engine.train(tiny_config(data_root, tmp_path / "full", epochs=2), progress=False)
     calls = {"n": 0}
-    real = engine.train_step
+    real = training.train_step
 
     def step(*a, **k):
         calls["n"] += 1
@@ -132,7 +145,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
 
-    monkeypatch.setattr(engine, "train_step", step)
+    monkeypatch.setattr(training, "train_step", step)
     handler_before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(engine.TrainingInterrupted) as e:
         engine.train(tiny_config(data_root, tmp_path / "cut", epochs=2), progress=False)
@@ -141,10 +154,14 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
     assert (ck["epoch"], ck["step"], ck["epoch_step"]) == (1, 4, 1)
     # The engine's SIGTERM handler is gone again: the one installed before training is back.
     assert signal.getsignal(signal.SIGTERM) == handler_before
-    monkeypatch.setattr(engine, "train_step", real)
-    resumed = engine.train(tiny_config(data_root, tmp_path / "cut", epochs=2), progress=False,
-                           resume=tmp_path / "cut" / "last.pt")
+    monkeypatch.setattr(training, "train_step", real)
+    resumed = engine.train(
+        tiny_config(data_root, tmp_path / "cut", epochs=2),
+        progress=False,
+        resume=tmp_path / "cut" / "last.pt",
+    )
     assert _same(_weights(full.model), _weights(resumed.model), tol=1e-6)
+
     # issue 14 item 7: the epoch-2 loss logged after the resume covers the whole epoch, not its last steps
     def epoch_loss(history):
         return [r["loss"] for r in history if r["epoch"] == 2 and "loss" in r and "images_per_s" not in r]
@@ -154,7 +171,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(data_root, tmp_path, mon
 
 @pytest.mark.slow
 def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
-    real = engine.train_step
+    real = training.train_step
     calls = {"n": 0}
 
     def step(*a, **k):
@@ -164,13 +181,15 @@ def test_nan_loss_stops_naming_step_and_keeps_last_good_checkpoint(data_root, tm
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(engine, "train_step", step)
+    monkeypatch.setattr(training, "train_step", step)
     with pytest.raises(engine.NonFiniteLossError) as e:
         engine.train(tiny_config(data_root, tmp_path, epochs=2), progress=False)
     msg = str(e.value)
     assert "step 5" in msg and "batch 2 of 3" in msg and "epoch 2" in msg and "last.pt" in msg
     ck = load_checkpoint(tmp_path / "last.pt")
-    assert ck["epoch"] == 1 and all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert ck["epoch"] == 1 and all(
+        torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point()
+    )
 
 
 @pytest.mark.slow
@@ -198,7 +217,7 @@ def test_cuda_oom_names_the_batch_size(data_root, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(engine, "train_step", boom)
+    monkeypatch.setattr(training, "train_step", boom)
     with pytest.raises(engine.OutOfMemory, match="batch_size 4"):
         engine.train(tiny_config(data_root, tmp_path), progress=False)
 
@@ -222,22 +241,33 @@ def test_too_few_refs_for_one_batch(data_root, tmp_path):
 
 def test_official_lr_quirk_runs_epoch_one_backbone_at_full_lr(data_root, tmp_path, monkeypatch):
     seen = []
-    real = engine.train_step
+    real = training.backward_step
 
-    def step(loss_module, batch, optimizer, *a, **k):
+    def step(out, model, optimizer, *a, **k):
         seen.append([g["lr"] for g in optimizer.param_groups])
-        return real(loss_module, batch, optimizer, *a, **k)
+        return real(out, model, optimizer, *a, **k)
 
-    monkeypatch.setattr(engine, "train_step", step)
-    engine.train(tiny_config(data_root, tmp_path, epochs=2, warmup_steps=0, official_lr_quirk=True,
-                             milestones=[5], max_train_items=8), progress=False)
+    monkeypatch.setattr(training, "backward_step", step)
+    engine.train(
+        tiny_config(
+            data_root,
+            tmp_path,
+            epochs=2,
+            warmup_steps=0,
+            official_lr_quirk=True,
+            milestones=[5],
+            max_train_items=8,
+        ),
+        progress=False,
+    )
     # lts_tiny groups: [backbone, head]; backbone_lr_mult 0.5
     assert seen == [[1e-3, 1e-3]] * 2 + [[0.5e-3, 1e-3]] * 2
 
 
 def test_init_from_starts_a_new_run_from_the_weights(trained, data_root, tmp_path):
-    cfg = tiny_config(data_root, tmp_path / "ft", epochs=1, init_from=str(trained.checkpoint), lr=1e-12,
-                      warmup_steps=0)
+    cfg = tiny_config(
+        data_root, tmp_path / "ft", epochs=1, init_from=str(trained.checkpoint), lr=1e-12, warmup_steps=0
+    )
     ft = engine.train(cfg, progress=False)
     # a new run: its own step count, and (at lr ~ 0) the weights it started from
     assert [r["step"] for r in ft.history if "val_mIoU" not in r] == [1, 2, 3]
@@ -245,10 +275,14 @@ def test_init_from_starts_a_new_run_from_the_weights(trained, data_root, tmp_pat
     assert _same(params(ft.model), params(trained.model), tol=1e-6)
     assert ft.model.tokenizer.itos == trained.model.tokenizer.itos
     with pytest.raises(FileNotFoundError, match="init_from"):
-        engine.train(tiny_config(data_root, tmp_path / "x", init_from=str(tmp_path / "none.pt")), progress=False)
+        engine.train(
+            tiny_config(data_root, tmp_path / "x", init_from=str(tmp_path / "none.pt")), progress=False
+        )
     with pytest.raises(ValueError, match="init_from.*lts_tiny"):
-        engine.train(tiny_config(data_root, tmp_path / "y", init_from=str(trained.checkpoint), model="cris_tiny"),
-                     progress=False)
+        engine.train(
+            tiny_config(data_root, tmp_path / "y", init_from=str(trained.checkpoint), model="cris_tiny"),
+            progress=False,
+        )
 
 
 def test_dice_weight_adds_the_dice_term(data_root, tmp_path):
@@ -256,8 +290,9 @@ def test_dice_weight_adds_the_dice_term(data_root, tmp_path):
 
     # the wrapper adds exactly dice_weight x Dice to the model's own loss
     torch.manual_seed(0)
-    model = engine.build_model_for(make_config(tiny_config(data_root, tmp_path / "m")),
-                                   Refer(data_root, "refcoco", "unc"))
+    model = engine.build_model_for(
+        make_config(tiny_config(data_root, tmp_path / "m")), Refer(data_root, "refcoco", "unc")
+    )
     images, tokens = torch.randn(2, 3, 32, 32), model.tokenizer(["the red circle", "a blue square"])
     masks = (torch.rand(2, 1, 32, 32) > 0.7).float()
     torch.manual_seed(1)
@@ -267,8 +302,10 @@ def test_dice_weight_adds_the_dice_term(data_root, tmp_path):
     want = plain["loss"] + 0.5 * dice_loss(plain["logits"], masks)
     assert float(both["loss"]) == pytest.approx(float(want), rel=1e-5) and "dice" in both
     # and train() passes the config's dice_weight to it: same seed, larger first-step loss
-    runs = [engine.train(tiny_config(data_root, tmp_path / f"dice{w}", epochs=1, dice_weight=w), progress=False)
-            for w in (0.0, 0.5)]
+    runs = [
+        engine.train(tiny_config(data_root, tmp_path / f"dice{w}", epochs=1, dice_weight=w), progress=False)
+        for w in (0.0, 0.5)
+    ]
     first = [next(row["loss"] for row in r.history if "loss" in row) for r in runs]
     assert first[1] > first[0] and all(math.isfinite(v) for v in first)
     logits = torch.full((2, 1, 4, 4), 30.0)
@@ -297,5 +334,8 @@ def test_train_overwrite_replaces_the_run_and_resume_needs_no_config(data_root, 
     again = engine.train(None, progress=False, resume=out / "last.pt")  # the checkpoint's own config
     assert again.config.seed == 1 and again.history[-1]["step"] == r.history[-1]["step"]
     with pytest.raises(ValueError, match="'batch_size' is 2 but 4"):
-        engine.train(tiny_config(data_root, out, epochs=2, seed=1, batch_size=2), progress=False,
-                     resume=out / "last.pt")
+        engine.train(
+            tiny_config(data_root, out, epochs=2, seed=1, batch_size=2),
+            progress=False,
+            resume=out / "last.pt",
+        )

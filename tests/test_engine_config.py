@@ -7,7 +7,14 @@ from refseg_core.config import TrainConfig, field_names, load_config, make_confi
 
 def test_defaults_are_the_cris_recipe():
     c = TrainConfig()
-    assert (c.lr, c.backbone_lr_mult, c.milestones, c.lr_gamma, c.epochs, c.batch_size) == (1e-4, 0.1, [35], 0.1, 50, 64)
+    assert (c.lr, c.backbone_lr_mult, c.milestones, c.lr_gamma, c.epochs, c.batch_size) == (
+        1e-4,
+        0.1,
+        [35],
+        0.1,
+        50,
+        64,
+    )
     assert c.input_size == 416 and c.word_len == 17 and c.eval_threshold == 0.35 and c.weight_decay == 0
 
 
@@ -28,11 +35,19 @@ def test_yaml_and_overrides(tmp_path):
     assert c.milestones == [1, 3] and c.output_dir == "2024" and c.lr == 0.01
 
 
-@pytest.mark.parametrize("key,value,word", [
-    ("epochs", 2.5, "integer"), ("epochs", 0, ">= 1"), ("synthetic", "yes", "true or false"),
-    ("precision", "fp8", "precision"), ("lr", -1.0, "> 0"), ("milestones", [0], "milestones"),
-    ("model_overrides", [1], "mapping"), ("eval_threshold", 1.5, "(0, 1)"),
-])
+@pytest.mark.parametrize(
+    "key,value,word",
+    [
+        ("epochs", 2.5, "integer"),
+        ("epochs", 0, ">= 1"),
+        ("synthetic", "yes", "true or false"),
+        ("precision", "fp8", "precision"),
+        ("lr", -1.0, "> 0"),
+        ("milestones", [0], "milestones"),
+        ("model_overrides", [1], "mapping"),
+        ("eval_threshold", 1.5, "(0, 1)"),
+    ],
+)
 def test_bad_values_name_the_parameter(key, value, word):
     with pytest.raises(ValueError) as e:
         make_config({key: value})

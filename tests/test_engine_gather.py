@@ -15,18 +15,45 @@ def _write(path: Path, metrics: dict, **meta):
 
 def test_gather_results_table(tmp_path):
     runs = tmp_path / "runs"
-    _write(runs / "cris_r50_refcoco" / "metrics.json", {"n": 10, "mIoU": 0.6812, "oIoU": 0.65, "prec@0.5": 0.7,
-           "prec@0.9": 0.1}, model="cris_r50", dataset="refcoco", split="val", synthetic=False)
-    _write(runs / "cris_r50_refcoco" / "eval_refcoco_testA.json", {"n": 5, "mIoU": 0.7, "oIoU": 0.69}, model="cris_r50",
-           dataset="refcoco", split="testA")
-    _write(runs / "smoke" / "metrics.json", {"n": 3, "mIoU": 0.55, "oIoU": 0.5}, model="lts_tiny", dataset="refcoco",
-           split="val", synthetic=True)
-    _write(runs / "g" / "metrics.json", {"n": 3, "mIoU": 0.4, "oIoU": 0.4, "gIoU": 0.5, "cIoU": 0.45, "N-acc": 0.5,
-           "T-acc": 0.9}, model="cris_r50", dataset="grefcoco", split="val", synthetic=False)
+    _write(
+        runs / "cris_r50_refcoco" / "metrics.json",
+        {"n": 10, "mIoU": 0.6812, "oIoU": 0.65, "prec@0.5": 0.7, "prec@0.9": 0.1},
+        model="cris_r50",
+        dataset="refcoco",
+        split="val",
+        synthetic=False,
+    )
+    _write(
+        runs / "cris_r50_refcoco" / "eval_refcoco_testA.json",
+        {"n": 5, "mIoU": 0.7, "oIoU": 0.69},
+        model="cris_r50",
+        dataset="refcoco",
+        split="testA",
+    )
+    _write(
+        runs / "smoke" / "metrics.json",
+        {"n": 3, "mIoU": 0.55, "oIoU": 0.5},
+        model="lts_tiny",
+        dataset="refcoco",
+        split="val",
+        synthetic=True,
+    )
+    _write(
+        runs / "g" / "metrics.json",
+        {"n": 3, "mIoU": 0.4, "oIoU": 0.4, "gIoU": 0.5, "cIoU": 0.45, "N-acc": 0.5, "T-acc": 0.9},
+        model="cris_r50",
+        dataset="grefcoco",
+        split="val",
+        synthetic=False,
+    )
     (runs / "broken").mkdir()
     (runs / "broken" / "metrics.json").write_text("{not json")
-    p = subprocess.run([sys.executable, "-m", "refseg_core", "gather", str(runs)], capture_output=True, text=True,
-                       cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-m", "refseg_core", "gather", str(runs)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     md = (runs / "results.md").read_text()
     assert "| 68.12 |" in md and "69.52 mIoU (CRIS official README)" in md  # measured next to paper, labelled

@@ -5,17 +5,20 @@ import pytest
 from refseg_core.data.expression_kind import KINDS, expression_kind
 
 
-@pytest.mark.parametrize("text, kind", [
-    ("the small green triangle", "attribute"),
-    ("a red ring", "attribute"),
-    ("the leftmost star", "location"),
-    ("the hexagon in the top right corner", "location"),
-    ("upper left box", "location"),
-    ("the circle to the left of the blue square", "relation"),
-    ("the star touching the ring", "relation"),
-    ("the disc closest to the big hexagon", "relation"),
-    ("Man on the LEFT next to the dog", "relation"),
-])
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("the small green triangle", "attribute"),
+        ("a red ring", "attribute"),
+        ("the leftmost star", "location"),
+        ("the hexagon in the top right corner", "location"),
+        ("upper left box", "location"),
+        ("the circle to the left of the blue square", "relation"),
+        ("the star touching the ring", "relation"),
+        ("the disc closest to the big hexagon", "relation"),
+        ("Man on the LEFT next to the dog", "relation"),
+    ],
+)
 def test_expression_kind(text, kind):
     assert expression_kind(text) == kind
     assert kind in KINDS

@@ -74,7 +74,9 @@ def test_merge_equals_single_accumulator_and_accepts_torch():
     whole.update_many(preds, gts)
     a, b = RefSegMetrics(), RefSegMetrics()
     a.update_many(preds[:3], gts[:3])
-    b.update_many([torch.from_numpy(x) for x in preds[3:]], [torch.from_numpy(x.astype(np.float32)) for x in gts[3:]])
+    b.update_many(
+        [torch.from_numpy(x) for x in preds[3:]], [torch.from_numpy(x.astype(np.float32)) for x in gts[3:]]
+    )
     merged = a.merge(b).compute()
     for k, v in whole.compute().items():
         assert merged[k] == pytest.approx(v, nan_ok=True), k
@@ -83,7 +85,6 @@ def test_merge_equals_single_accumulator_and_accepts_torch():
 def test_empty_accumulator_is_nan_not_an_exception():
     r = RefSegMetrics().compute()
     assert r["n"] == 0 and math.isnan(r["mIoU"]) and math.isnan(r["oIoU"])
-
 
 
 def test_pr_cutoffs_are_the_official_float32_arange_compared_with_greater_than():

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,13 +26,16 @@ def test_parameters_cell_names_are_read():
     assert "cris_config" not in params  # assigned later, not in the parameters cell
 
 
-@pytest.mark.parametrize("text, fault", [
-    ("99_nowhere: {epochs: 1}\n", "unknown chapter '99_nowhere'"),
-    ("05_training: {epochs: 1}\n", "no parameter(s) ['epochs']"),
-    ("05_training: 3\n", "must map parameter names"),
-    ("05_training: {overrides: [1\n", "cannot read"),
-    ("- 05_training\n", "must map chapter names"),
-])
+@pytest.mark.parametrize(
+    "text, fault",
+    [
+        ("99_nowhere: {epochs: 1}\n", "unknown chapter '99_nowhere'"),
+        ("05_training: {epochs: 1}\n", "no parameter(s) ['epochs']"),
+        ("05_training: 3\n", "must map parameter names"),
+        ("05_training: {overrides: [1\n", "cannot read"),
+        ("- 05_training\n", "must map chapter names"),
+    ],
+)
 def test_bad_quick_parameters_name_the_fault(tmp_path, text, fault):
     path = tmp_path / "quick.yaml"
     path.write_text(text)
@@ -42,8 +44,11 @@ def test_bad_quick_parameters_name_the_fault(tmp_path, text, fault):
 
 
 def test_lone_copy_carries_the_injected_parameters(tmp_path):
-    lone = colab_check.prepare_lone_copy(ROOT / "notebooks" / "04_cris.ipynb", tmp_path / "content",
-                                         {"run_epochs": 1, "overrides": {"max_train_items": 8}})
+    lone = colab_check.prepare_lone_copy(
+        ROOT / "notebooks" / "04_cris.ipynb",
+        tmp_path / "content",
+        {"run_epochs": 1, "overrides": {"max_train_items": 8}},
+    )
     assert sorted(p.name for p in (tmp_path / "content").iterdir()) == ["04_cris.ipynb"]  # alone
     nb = nbformat.read(lone, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]

@@ -1,6 +1,6 @@
 """gRefCOCO no-target is a property of the ref (ReLA: ``ann_id == [-1]``), not of an empty mask.
 
-Values follow the rule of REFERENCE §3 / §7: a targeted sample predicted empty is FP (gIoU term 0,
+Values follow the rule of ReLA's ``gres_model/evaluation/refer_evaluation.py``: a targeted sample predicted empty is FP (gIoU term 0,
 U += |G|), a no-target sample predicted empty is TP (gIoU term 1). A targeted ref whose annotation decodes to an empty
 mask must therefore count as FP, where the old mask-based rule made it TP.
 """
@@ -50,8 +50,10 @@ class _PredictsNothing(nn.Module):
 def test_evaluate_scores_a_targeted_ref_with_an_empty_mask_as_a_miss(tmp_path):
     fx = make_grefer(tmp_path)
     # ann 104 is a degenerate polygon: it decodes to an empty mask although the ref refers to it
-    refs = [make_ref(7, [104], 1, "val", ["a speck"], 70, category_id=[1]),
-            make_ref(8, [-1], 1, "val", ["a cat"], 80, category_id=[-1])]
+    refs = [
+        make_ref(7, [104], 1, "val", ["a speck"], 70, category_id=[1]),
+        make_ref(8, [-1], 1, "val", ["a cat"], 80, category_id=[-1]),
+    ]
     write_json(fx.folder / "grefs(unc).json", refs)
     g = Refer(fx.root, "grefcoco", "unc")
     assert g.ref_mask(refs[0]).sum() == 0 and not g.is_no_target(refs[0]) and g.is_no_target(refs[1])

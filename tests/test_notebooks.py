@@ -7,9 +7,9 @@ import jupytext
 import nbformat
 import pytest
 import yaml
+from _tools import load_tool
 
 import refseg_core
-from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 colab_check = load_tool("colab_check")
@@ -30,10 +30,14 @@ def test_pair_in_sync_and_without_outputs(src):
     assert ipynb.exists(), f"{src.name} has no paired {ipynb.name}; run `make sync`"
     from_py = jupytext.read(src)
     from_ipynb = nbformat.read(ipynb, as_version=4)
-    assert _cells(from_py) == _cells(from_ipynb), f"{ipynb.name} is out of sync with {src.name}; run `make sync`"
+    assert _cells(from_py) == _cells(from_ipynb), (
+        f"{ipynb.name} is out of sync with {src.name}; run `make sync`"
+    )
     for cell in from_ipynb.cells:
         if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, f"{ipynb.name} is committed with outputs"
+            assert not cell.outputs and cell.execution_count is None, (
+                f"{ipynb.name} is committed with outputs"
+            )
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=lambda p: p.stem)
@@ -48,10 +52,13 @@ def test_exactly_one_parameters_cell(src):
 def test_first_code_cell_installs_only_in_colab(src):
     nb = jupytext.read(src)
     first = next(c for c in nb.cells if c.cell_type == "code")
-    assert '"google.colab" in sys.modules' in first.source, f"{src.name}: first code cell lacks the Colab guard"
+    assert '"google.colab" in sys.modules' in first.source, (
+        f"{src.name}: first code cell lacks the Colab guard"
+    )
     consts = re.findall(r'REPO, REF = "([^"]+)", "([^"]+)"', first.source)
     assert consts == [(refseg_core.REPO_URL, refseg_core.REPO_REF)], (
-        f"{src.name}: the Colab cell installs {consts}, not refseg_core.REPO_URL at REPO_REF")
+        f"{src.name}: the Colab cell installs {consts}, not refseg_core.REPO_URL at REPO_REF"
+    )
     assert 'f"refseg_core @ git+{REPO}@{REF}"' in first.source
     # Everything that installs or downloads sits under the guard.
     body = first.source.split('"google.colab" in sys.modules', 1)[1]
@@ -103,8 +110,14 @@ def test_smoke_configurations_share_one_synthetic_dataset():
     from refseg_core.config import read_config_values
 
     lts, cris = (read_config_values(f"smoke_{n}")[0] for n in ("lts", "cris"))
-    for key in ("data_root", "synthetic_num_images", "synthetic_seed", "synthetic_image_size", "dataset",
-                "synthetic"):
+    for key in (
+        "data_root",
+        "synthetic_num_images",
+        "synthetic_seed",
+        "synthetic_image_size",
+        "dataset",
+        "synthetic",
+    ):
         assert lts[key] == cris[key], f"smoke_lts and smoke_cris differ on {key}"
 
 
@@ -113,4 +126,6 @@ def test_dry_run_stops_at_the_end_of_a_cell(src):
     """``finish_dry_run`` empties the *later* cells: it must end its own cell, or the rest of it would run."""
     for cell in jupytext.read(src).cells:
         if cell.cell_type == "code" and "finish_dry_run(dry_run)" in cell.source:
-            assert cell.source.rstrip().endswith("finish_dry_run(dry_run)"), f"{src.name}: code after finish_dry_run"
+            assert cell.source.rstrip().endswith("finish_dry_run(dry_run)"), (
+                f"{src.name}: code after finish_dry_run"
+            )

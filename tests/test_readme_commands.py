@@ -35,8 +35,12 @@ def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Reproduction runs", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    return [line.strip() for b in blocks for line in b.splitlines()
-            if line.strip().startswith(("papermill ", "python -m refseg_core", "torchrun "))]
+    return [
+        line.strip()
+        for b in blocks
+        for line in b.splitlines()
+        if line.strip().startswith(("papermill ", "python -m refseg_core", "torchrun "))
+    ]
 
 
 def _env(home: Path) -> dict:
@@ -46,13 +50,18 @@ def _env(home: Path) -> dict:
 
 
 def _run(line: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
-    r = subprocess.run(["bash", "-c", line], cwd=cwd, env=_env(home), capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        ["bash", "-c", line], cwd=cwd, env=_env(home), capture_output=True, text=True, timeout=900
+    )
     assert r.returncode == 0, f"`{line}` failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
 
 
 def test_readme_shows_the_commands_this_test_runs():
-    kinds = [c.split()[0] + " " + c.split()[3] if c.startswith("python") else c.split()[0] for c in readme_commands()]
+    kinds = [
+        c.split()[0] + " " + c.split()[3] if c.startswith("python") else c.split()[0]
+        for c in readme_commands()
+    ]
     assert "papermill" in kinds and "torchrun" in kinds
     for sub in ("synth", "train", "evaluate", "predict", "gather"):
         assert f"python {sub}" in kinds, f"the README shows no `python -m refseg_core {sub}` line"
@@ -63,7 +72,9 @@ def test_readme_commands_run_as_printed(tmp_path):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
-    Image.fromarray((np.random.default_rng(0).random((60, 80, 3)) * 255).astype("uint8")).save(work / "photo.jpg")
+    Image.fromarray((np.random.default_rng(0).random((60, 80, 3)) * 255).astype("uint8")).save(
+        work / "photo.jpg"
+    )
     ran = []
     for line in readme_commands():
         words = shlex.split(line)
@@ -121,15 +132,43 @@ def test_cli_and_chapter_resolve_a_configuration_alike(name):
 @pytest.mark.parametrize("name", ["smoke_cris", "cris_r50_refcoco"])
 def test_chapter_five_under_papermill_prints_the_cli_run(name, tmp_path):
     out = tmp_path / "out.ipynb"
-    r = subprocess.run([str(BIN / "papermill"), str(ROOT / "notebooks" / "05_training.ipynb"), str(out),
-                        "-p", "config", name, "-p", "lts_config", "None", "-p", "dry_run", "True"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=600, env=_env(tmp_path))
+    r = subprocess.run(
+        [
+            str(BIN / "papermill"),
+            str(ROOT / "notebooks" / "05_training.ipynb"),
+            str(out),
+            "-p",
+            "config",
+            name,
+            "-p",
+            "lts_config",
+            "None",
+            "-p",
+            "dry_run",
+            "True",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(tmp_path),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     nb = nbformat.read(out, as_version=4)
-    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
-                      if o.get("name") == "stdout")
-    cli = subprocess.run([sys.executable, "-m", "refseg_core", "train", "--config", name, "--dry-run"],
-                         cwd=tmp_path, capture_output=True, text=True, env=_env(tmp_path)).stdout
+    printed = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.get("name") == "stdout"
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "refseg_core", "train", "--config", name, "--dry-run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+    ).stdout
     assert f"# config: {name}\n{cli}" in printed
     # the notebook stopped there: no later cell printed anything
     assert "CRIS run:" not in printed

@@ -10,7 +10,7 @@ def _disc(size, r, cx=None, cy=None):
     yy, xx = np.mgrid[0:size, 0:size]
     cx = size / 2 if cx is None else cx
     cy = size / 2 if cy is None else cy
-    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
 
 
 def test_a_fine_grid_keeps_the_mask_and_a_coarse_one_loses_small_objects():

@@ -50,7 +50,7 @@ def _files(d: Path) -> dict[str, bytes]:
 def test_deterministic_and_independent_of_workers(tmp_path):
     a = syn.generate(tmp_path / "a", "grefcoco", seed=5, num_images=8, image_size=64)
     b = syn.generate(tmp_path / "b", "grefcoco", seed=5, num_images=8, image_size=64, num_workers=2)
-    c = syn.generate(tmp_path / "c", "grefcoco", seed=6, num_images=8, image_size=64)
+    syn.generate(tmp_path / "c", "grefcoco", seed=6, num_images=8, image_size=64)
     fa, fb, fc = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
     assert len(fa) == 8 + 3 and fa == fb
     assert a["counts"] == b["counts"]
@@ -67,8 +67,16 @@ def test_refer_format(root):
         assert len(imgs) == N and {c["name"] for c in inst["categories"]} == set(syn.scenes.SHAPES)
         sent_ids = []
         for r in refs:
-            assert set(r) == {"ref_id", "ann_id", "category_id", "image_id", "file_name", "split", "sent_ids",
-                              "sentences"}
+            assert set(r) == {
+                "ref_id",
+                "ann_id",
+                "category_id",
+                "image_id",
+                "file_name",
+                "split",
+                "sent_ids",
+                "sentences",
+            }
             assert type(r["ann_id"]) is int and type(r["category_id"]) is int
             assert anns[r["ann_id"]]["image_id"] == r["image_id"]
             assert anns[r["ann_id"]]["category_id"] == r["category_id"]
@@ -84,7 +92,7 @@ def test_refer_format(root):
 
 
 def test_instances_segmentations(root):
-    """Non-crowd polygons only (REFERENCE §7); the written polygons decode to the areas and boxes."""
+    """Non-crowd polygons only (as ReLA's ``grefer.py`` and lichengunc/refer ``refer.py`` read them); the written polygons decode to the areas and boxes."""
     inst = _instances(root, "refcoco")
     imgs = {i["id"]: i for i in inst["images"]}
     for a in inst["annotations"]:
@@ -123,8 +131,11 @@ def test_every_expression_denotes_exactly_its_targets():
                     got = lang.denote(form, plan["objs"], plan["full"], plan["w"], plan["h"])
                     assert got == frozenset(ref["targets"]), (flavour, index, text)
                     kinds.add(form["t"])
-        want = {"refcoco": {"attr", "loc", "rel"}, "refcoco+": {"attr", "rel"},
-                "grefcoco": {"attr", "loc", "rel", "plural"}}[flavour]
+        want = {
+            "refcoco": {"attr", "loc", "rel"},
+            "refcoco+": {"attr", "rel"},
+            "grefcoco": {"attr", "loc", "rel", "plural"},
+        }[flavour]
         assert kinds == want, (flavour, kinds)
 
 
@@ -144,8 +155,9 @@ def test_denote_rejects_ambiguity():
     a = Obj("circle", "red", "big", 20, 50, 12, 0)
     b = Obj("circle", "red", "big", 80, 50, 12, 0)
     masks = [np.zeros((100, 100), bool)] * 2
-    assert lang.denote({"t": "attr", "shape": "circle", "colour": "red", "size": None}, [a, b], masks, 100, 100) \
-        == frozenset([0, 1])
+    assert lang.denote(
+        {"t": "attr", "shape": "circle", "colour": "red", "size": None}, [a, b], masks, 100, 100
+    ) == frozenset([0, 1])
     left = {"t": "loc", "shape": "circle", "colour": None, "size": None, "loc": "left"}
     assert lang.denote(left, [a, b], masks, 100, 100) == frozenset([0])
     b.cx = 25  # now too close to call
@@ -282,8 +294,15 @@ def test_ensure_synthetic_generates_only_when_needed(tmp_path):
     assert (root / "images" / "train2014" / syn.image_file_name(syn.ID_BASE["refcoco"] + 5)).is_file()
 
 
-@pytest.mark.parametrize("kw, name", [({"flavour": "refcocog"}, "flavour"), ({"num_images": 2}, "num_images"),
-                                      ({"image_size": 8}, "image_size"), ({"seed": -1}, "seed")])
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"flavour": "refcocog"}, "flavour"),
+        ({"num_images": 2}, "num_images"),
+        ({"image_size": 8}, "image_size"),
+        ({"seed": -1}, "seed"),
+    ],
+)
 def test_bad_arguments_name_the_parameter(tmp_path, kw, name):
     with pytest.raises(ValueError, match=name):
         syn.generate(tmp_path, **kw)
@@ -292,11 +311,43 @@ def test_bad_arguments_name_the_parameter(tmp_path, kw, name):
 def test_cli(tmp_path, capsys):
     from refseg_core.__main__ import main
 
-    assert main(["synth", "--out", str(tmp_path), "--flavour", "grefcoco", "--seed", "1", "--num-images", "5",
-                 "--image-size", "56"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path),
+                "--flavour",
+                "grefcoco",
+                "--seed",
+                "1",
+                "--num-images",
+                "5",
+                "--image-size",
+                "56",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "wrote grefcoco" in out and "no-target" in out
     assert (tmp_path / "grefcoco" / "grefs(unc).json").is_file()
-    assert main(["synth", "--out", str(tmp_path), "--flavour", "grefcoco", "--seed", "2", "--num-images", "5",
-                 "--image-size", "56"]) == 2
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(tmp_path),
+                "--flavour",
+                "grefcoco",
+                "--seed",
+                "2",
+                "--num-images",
+                "5",
+                "--image-size",
+                "56",
+            ]
+        )
+        == 2
+    )
     assert "overwrite" in capsys.readouterr().out

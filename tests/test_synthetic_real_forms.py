@@ -1,7 +1,7 @@
 """The synthetic files use only the annotation forms of the real COCO / RefCOCO / gRefCOCO files.
 
-REFERENCE §7: non-crowd objects are polygon lists (often several parts), crowd objects a bare RLE dict
-with uncompressed ``counts`` (a list), and every ``grefs(unc).json`` ref carries a boolean ``no_target``.
+The forms COCO's ``instances.json`` and ReLA's G_REFER (``gres_model/data/datasets/grefer.py``) use:
+non-crowd objects are polygon lists (often several parts), crowd objects a bare RLE dict with uncompressed ``counts`` (a list), and every ``grefs(unc).json`` ref carries a boolean ``no_target``.
 ReLA's loaders drop or fail on other forms, such as a list holding one compressed RLE (what version 1 of
 the generator wrote). The checker below encodes those rules; it accepts the real-shaped fixtures and
 rejects the old synthetic form, and then every synthetic annotation and ref must pass it.

@@ -6,8 +6,10 @@ import sys
 
 
 def test_models_and_analysis_do_not_import_the_generator():
-    code = ("import sys; import refseg_core.models.lts, refseg_core.data.expression_kind; "
-            "print(sorted(m for m in sys.modules if m.startswith('refseg_core.data.synthetic')))")
+    code = (
+        "import sys; import refseg_core.models.lts, refseg_core.data.expression_kind; "
+        "print(sorted(m for m in sys.modules if m.startswith('refseg_core.data.synthetic')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -47,8 +47,13 @@ def execute_notebooks(only: set[str] | None, reuse: bool, parameters: dict) -> N
         source_nb = dst.with_suffix(".source.ipynb")
         jupytext.write(jupytext.read(src), source_nb)
         papermill.execute_notebook(
-            str(source_nb), str(tmp), cwd=str(src.parent), kernel_name="python3",
-            parameters=parameters, progress_bar=False, log_output=False,
+            str(source_nb),
+            str(tmp),
+            cwd=str(src.parent),
+            kernel_name="python3",
+            parameters=parameters,
+            progress_bar=False,
+            log_output=False,
         )
         tmp.replace(dst)
         source_nb.unlink()
@@ -79,8 +84,17 @@ def build_html() -> None:
     html = BUILD / "html"
     if html.exists():
         shutil.rmtree(html)
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(STAGE), "--path-output", str(ROOT),
-           "--builder", "html", "-W", "--keep-going"]
+    cmd = [
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(STAGE),
+        "--path-output",
+        str(ROOT),
+        "--builder",
+        "html",
+        "-W",
+        "--keep-going",
+    ]
     print("[book] " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     index = html / "index.html"
@@ -93,8 +107,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="comma-separated notebook stems to execute (others are not executed)")
     ap.add_argument("--reuse", action="store_true", help="keep executed notebooks newer than their sources")
-    ap.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                    help="papermill parameter for every executed notebook (YAML value)")
+    ap.add_argument(
+        "-p",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="papermill parameter for every executed notebook (YAML value)",
+    )
     args = ap.parse_args(argv)
     import yaml
 

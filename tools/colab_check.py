@@ -55,11 +55,15 @@ def load_quick_parameters(path: Path, sources: list[Path]) -> dict[str, dict]:
     except (OSError, yaml.YAMLError) as e:
         raise SystemExit(f"[colab] cannot read {path}: {e}") from e
     if not isinstance(quick, dict):
-        raise SystemExit(f"[colab] {path.name} must map chapter names to parameters, got {type(quick).__name__}")
+        raise SystemExit(
+            f"[colab] {path.name} must map chapter names to parameters, got {type(quick).__name__}"
+        )
     stems = {s.stem: s for s in sources}
     for chapter, params in quick.items():
         if chapter not in stems:
-            raise SystemExit(f"[colab] {path.name}: unknown chapter {chapter!r}; chapters: {', '.join(stems)}")
+            raise SystemExit(
+                f"[colab] {path.name}: unknown chapter {chapter!r}; chapters: {', '.join(stems)}"
+            )
         if not isinstance(params, dict):
             raise SystemExit(f"[colab] {path.name}: {chapter} must map parameter names to values")
         unknown = set(params) - set(notebook_parameters(stems[chapter]))
@@ -74,8 +78,14 @@ def prepare_lone_copy(ipynb: Path, folder: Path, parameters: dict) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     dst = folder / ipynb.name
-    papermill.execute_notebook(str(ipynb), str(dst), parameters=parameters, prepare_only=True,
-                               kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(
+        str(ipynb),
+        str(dst),
+        parameters=parameters,
+        prepare_only=True,
+        kernel_name="python3",
+        progress_bar=False,
+    )
     return dst
 
 
@@ -84,22 +94,46 @@ def build_environment(venv: Path) -> Path:
     interpreter's site-packages through a ``.pth`` file (only paths: no editable finder is activated)."""
     dist = venv.parent / "dist"
     shutil.rmtree(dist, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(dist), str(ROOT)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        check=True,
+    )
     wheels = sorted(dist.glob("refseg_core-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"[colab] expected one refseg_core wheel in {dist}, found {wheels}")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     deps = sysconfig.get_paths()["purelib"]
     Path(purelib, "_refseg_project_deps.pth").write_text(deps + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheels[0])],
-                   check=True)
-    where = subprocess.run([str(python), "-c", "import refseg_core; print(refseg_core.__file__)"], check=True,
-                           capture_output=True, text=True, cwd=tempfile.gettempdir(),
-                           env=_clean_env()).stdout.strip()
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheels[0])],
+        check=True,
+    )
+    where = subprocess.run(
+        [str(python), "-c", "import refseg_core; print(refseg_core.__file__)"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        env=_clean_env(),
+    ).stdout.strip()
     if not where.startswith(str(venv)):
         raise SystemExit(f"[colab] refseg_core is imported from {where}, not from the wheel in {venv}")
     print(f"[colab] {wheels[0].name} installed into {venv}", flush=True)
@@ -120,9 +154,25 @@ def run_chapter(python: Path, ipynb: Path, parameters: dict, keep: bool) -> tupl
         ini = scratch / "pytest.ini"
         ini.write_text("[pytest]\n")
         t0 = time.time()
-        r = subprocess.run([str(python), "-m", "pytest", "-c", str(ini), "--rootdir", str(scratch), "-q",
-                            "-p", "no:cacheprovider", "--nbval-lax", "--nbval-cell-timeout=900", lone.name],
-                           cwd=lone.parent, env=_clean_env(REFSEG_HOME=str(scratch / "home")))
+        r = subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pytest",
+                "-c",
+                str(ini),
+                "--rootdir",
+                str(scratch),
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "--nbval-lax",
+                "--nbval-cell-timeout=900",
+                lone.name,
+            ],
+            cwd=lone.parent,
+            env=_clean_env(REFSEG_HOME=str(scratch / "home")),
+        )
         return r.returncode == 0, time.time() - t0
     finally:
         if not keep:

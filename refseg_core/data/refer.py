@@ -123,10 +123,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
       maximum, so that a dark 16-bit image stays dark.
     - ``F`` (float): Pillow's convention of an 8-bit scale, values clipped to [0, 255] and rounded.
 
-    Different on purpose from the official pipeline (REFERENCE §7; issue 15): OpenCV's colour decoding,
-    which the official CRIS code uses, drops the alpha channel and keeps whatever colour is stored under
-    transparent pixels; here they take the letterbox colour instead. COCO images are JPEGs without alpha,
-    so this matters only for custom images.
+    Different on purpose from the official pipeline (official CRIS.pytorch ``utils/dataset.py``; issue
+    15): OpenCV's colour decoding, which the official CRIS code uses, drops the alpha channel and keeps
+    whatever colour is stored under transparent pixels; here they take the letterbox colour instead. COCO
+    images are JPEGs without alpha, so this matters only for custom images.
     """
     mode = img.mode
     if mode == "RGB":

@@ -10,8 +10,8 @@ referring expressions checked for uniqueness (``synthetic_language``) and writes
     <out>/<dataset>/synthetic.json                        manifest, written last
 
 Format choices (checked against lichengunc/refer ``refer.py`` and henghuiding/gRefCOCO ``grefer.py``):
-- Only the annotation forms the real files use (REFERENCE §7): every object is non-crowd
-  (``iscrowd`` 0) and its ``segmentation`` is a list of flat polygons, like COCO's: the shape's outline,
+- Only the annotation forms the real files use (as ReLA's ``gres_model/data/datasets/grefer.py`` reads
+  them): every object is non-crowd (``iscrowd`` 0) and its ``segmentation`` is a list of flat polygons, like COCO's: the shape's outline,
   or, for an object partly hidden by another, one polygon per visible part traced from its mask (several
   parts when an occluder cuts it in two). A hole (a ring's, or an occluder inside an object) is cut open
   with a zero-width slit, as COCO annotators do, since a polygon list cannot express one. Real crowd
@@ -76,8 +76,10 @@ def _check_args(flavour, seed, num_images, image_size, num_workers):
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not isinstance(num_images, (int, np.integer)) or not 4 <= num_images <= MAX_IMAGES:
-        raise ValueError(f"num_images must be an int in [4, {MAX_IMAGES}] (one image per split at least), "
-                         f"got {num_images!r}")
+        raise ValueError(
+            f"num_images must be an int in [4, {MAX_IMAGES}] (one image per split at least), "
+            f"got {num_images!r}"
+        )
     if not isinstance(image_size, (int, np.integer)) or not 48 <= image_size <= 2048:
         raise ValueError(f"image_size must be an int in [48, 2048], got {image_size!r}")
     if not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
@@ -90,7 +92,7 @@ def split_of_images(seed: int, num_images: int) -> list[str]:
     order = np.random.default_rng([seed, 7919]).permutation(num_images)
     out = ["train"] * num_images
     for k, name in enumerate(("val", "testA", "testB")):
-        for idx in order[k * n_small:(k + 1) * n_small]:
+        for idx in order[k * n_small : (k + 1) * n_small]:
             out[int(idx)] = name
     return out
 
@@ -139,8 +141,15 @@ def plan_image(seed: int, flavour: str, index: int, image_size: int) -> dict:
         sents = lang.pick_sentences(rng, cands, flavour)
         if sents:
             refs.append({"targets": [i], "sentences": sents})
-    return {"w": w, "h": h, "objs": objs, "full": full, "seg": seg, "refs": refs,
-            "rng_render": np.random.default_rng([seed, fl, index, 2])}
+    return {
+        "w": w,
+        "h": h,
+        "objs": objs,
+        "full": full,
+        "seg": seg,
+        "refs": refs,
+        "rng_render": np.random.default_rng([seed, fl, index, 2]),
+    }
 
 
 def _distinct_sentences(rng, forms: list[dict]) -> list[tuple[str, dict]]:
@@ -183,14 +192,25 @@ def _make_image(job):
     anns = []
     for o, seg in zip(plan["objs"], plan["seg"]):
         merged = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-        anns.append({"category_id": o.category_id, "segmentation": seg,
-                     "area": float(mask_utils.area(merged)),
-                     "bbox": [round(float(v), 2) for v in mask_utils.toBbox(merged)], "iscrowd": 0})
+        anns.append(
+            {
+                "category_id": o.category_id,
+                "segmentation": seg,
+                "area": float(mask_utils.area(merged)),
+                "bbox": [round(float(v), 2) for v in mask_utils.toBbox(merged)],
+                "iscrowd": 0,
+            }
+        )
     srng = np.random.default_rng([seed, index, 3])
-    refs = [{"targets": r["targets"], "sentences": [_sentence_record(srng, t) for t, _ in r["sentences"]]}
-            for r in plan["refs"]]
-    return {"image": {"id": image_id, "file_name": image_file_name(image_id), "height": h, "width": w},
-            "anns": anns, "refs": refs}
+    refs = [
+        {"targets": r["targets"], "sentences": [_sentence_record(srng, t) for t, _ in r["sentences"]]}
+        for r in plan["refs"]
+    ]
+    return {
+        "image": {"id": image_id, "file_name": image_file_name(image_id), "height": h, "width": w},
+        "anns": anns,
+        "refs": refs,
+    }
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -208,8 +228,16 @@ def read_manifest(dataset_dir: Path) -> dict | None:
         return None
 
 
-def generate(out_dir, flavour: str = "refcoco", seed: int = 0, num_images: int = 200, image_size: int = 160,
-             num_workers: int = 0, overwrite: bool = False, progress: bool = False) -> dict:
+def generate(
+    out_dir,
+    flavour: str = "refcoco",
+    seed: int = 0,
+    num_images: int = 200,
+    image_size: int = 160,
+    num_workers: int = 0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
     """Write a synthetic dataset under ``out_dir`` (the REFER ``data_root``); returns its manifest.
 
     Deterministic: the same arguments give byte-identical annotation files and images, for any
@@ -222,14 +250,21 @@ def generate(out_dir, flavour: str = "refcoco", seed: int = 0, num_images: int =
     out = Path(out_dir)
     dataset = DATASET_NAME[flavour]
     target = out / dataset
-    manifest_wanted = {"flavour": flavour, "seed": int(seed), "num_images": int(num_images),
-                       "image_size": int(image_size), "version": VERSION}
+    manifest_wanted = {
+        "flavour": flavour,
+        "seed": int(seed),
+        "num_images": int(num_images),
+        "image_size": int(image_size),
+        "version": VERSION,
+    }
     if target.exists() and not overwrite:
         old = read_manifest(target)
         if old is None or _manifest_key(old) != _manifest_key(manifest_wanted):
-            raise FileExistsError(f"{target} already holds a different dataset "
-                                  f"({'no synthetic.json' if old is None else _manifest_key(old)}); "
-                                  f"pass overwrite=True (CLI: --overwrite) to replace it")
+            raise FileExistsError(
+                f"{target} already holds a different dataset "
+                f"({'no synthetic.json' if old is None else _manifest_key(old)}); "
+                f"pass overwrite=True (CLI: --overwrite) to replace it"
+            )
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".synth-{dataset}-", dir=out))
     try:
@@ -238,8 +273,9 @@ def generate(out_dir, flavour: str = "refcoco", seed: int = 0, num_images: int =
         (tmp / dataset).mkdir()
         jobs = [(int(seed), flavour, i, int(image_size), str(img_tmp)) for i in range(num_images)]
         results = _run_jobs(jobs, num_workers, progress)
-        manifest = _write_annotations(tmp / dataset, dataset, results, split_of_images(seed, num_images),
-                                      manifest_wanted)
+        manifest = _write_annotations(
+            tmp / dataset, dataset, results, split_of_images(seed, num_images), manifest_wanted
+        )
         _commit(tmp, out, dataset, flavour, num_images)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -291,11 +327,16 @@ def _write_annotations(ddir: Path, dataset: str, results, splits, manifest: dict
                 sents.append({"tokens": s["tokens"], "raw": s["raw"], "sent_id": sent_id, "sent": s["sent"]})
                 sent_id += 1
             suffix = t_ann[0] if t_ann else -1
-            rec = {"sent_ids": [s["sent_id"] for s in sents],
-                   "file_name": img["file_name"][:-4] + f"_{suffix}.jpg",
-                   "ann_id": (t_ann or [-1]) if gref else t_ann[0],
-                   "ref_id": ref_id, "image_id": img["id"], "split": split, "sentences": sents,
-                   "category_id": (t_cat or [-1]) if gref else t_cat[0]}
+            rec = {
+                "sent_ids": [s["sent_id"] for s in sents],
+                "file_name": img["file_name"][:-4] + f"_{suffix}.jpg",
+                "ann_id": (t_ann or [-1]) if gref else t_ann[0],
+                "ref_id": ref_id,
+                "image_id": img["id"],
+                "split": split,
+                "sentences": sents,
+                "category_id": (t_cat or [-1]) if gref else t_cat[0],
+            }
             if gref:
                 rec["no_target"] = not t_ann
             refs.append(rec)
@@ -312,8 +353,13 @@ def _write_annotations(ddir: Path, dataset: str, results, splits, manifest: dict
     else:
         with open(rf, "wb") as fh:
             pickle.dump(refs, fh, protocol=2)
-    counts = {"images": len(images), "annotations": len(annotations), "refs": len(refs),
-              "sentences": sent_id, "splits": per_split}
+    counts = {
+        "images": len(images),
+        "annotations": len(annotations),
+        "refs": len(refs),
+        "sentences": sent_id,
+        "splits": per_split,
+    }
     if gref:
         counts.update(multi_target_refs=int(n_multi), no_target_refs=int(n_none))
     manifest = {**manifest, "counts": counts}
@@ -347,8 +393,15 @@ def _commit(tmp: Path, out: Path, dataset: str, flavour: str, num_images: int) -
     os.replace(tmp / dataset, target)
 
 
-def ensure_synthetic(out_dir, flavour: str = "refcoco", seed: int = 0, num_images: int = 200,
-                     image_size: int = 160, num_workers: int = 0, regenerate: bool = False) -> Path:
+def ensure_synthetic(
+    out_dir,
+    flavour: str = "refcoco",
+    seed: int = 0,
+    num_images: int = 200,
+    image_size: int = 160,
+    num_workers: int = 0,
+    regenerate: bool = False,
+) -> Path:
     """Return the data_root ``out_dir``, generating the dataset when it is missing (or when its manifest
     matches but an image is missing: the same, deterministic data is written again).
 
@@ -360,20 +413,29 @@ def ensure_synthetic(out_dir, flavour: str = "refcoco", seed: int = 0, num_image
     out = Path(out_dir)
     dataset = DATASET_NAME[flavour]
     m = read_manifest(out / dataset)
-    want = {"flavour": flavour, "seed": seed, "num_images": num_images, "image_size": image_size,
-            "version": VERSION}
+    want = {
+        "flavour": flavour,
+        "seed": seed,
+        "num_images": num_images,
+        "image_size": image_size,
+        "version": VERSION,
+    }
     first, last = (out / IMAGE_DIR / image_file_name(ID_BASE[flavour] + k) for k in (1, num_images))
     same = m is not None and _manifest_key(m) == _manifest_key(want)
     if (out / dataset).exists() and not same and not regenerate:
-        there = ("a dataset without synthetic.json (real or unfinished data)" if m is None else
-                 f"synthetic {flavour} data with seed {m.get('seed')}, {m.get('num_images')} images of size "
-                 f"{m.get('image_size')} (version {m.get('version')})")
+        there = (
+            "a dataset without synthetic.json (real or unfinished data)"
+            if m is None
+            else f"synthetic {flavour} data with seed {m.get('seed')}, {m.get('num_images')} images of size "
+            f"{m.get('image_size')} (version {m.get('version')})"
+        )
         raise ValueError(
             f"data_root {str(out)!r} already holds {there}, not the seed {seed}, {num_images} images of size "
             f"{image_size} (version {VERSION}) asked for; it is not replaced silently: set the synthetic_* "
             f"parameters to match it, point data_root elsewhere, or replace it with python -m refseg_core "
             f"synth --out {out} --flavour {flavour} --seed {seed} --num-images {num_images} --image-size "
-            f"{image_size} --overwrite")
+            f"{image_size} --overwrite"
+        )
     if not same or not first.is_file() or not last.is_file():
         generate(out, flavour, seed, num_images, image_size, num_workers=num_workers, overwrite=True)
     return out
@@ -385,21 +447,32 @@ def add_arguments(parser) -> None:
     parser.add_argument("--flavour", default="refcoco", choices=sorted(DATASET_NAME))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-images", type=int, default=200)
-    parser.add_argument("--image-size", type=int, default=160, help="mean image side; each side x U(0.75, 1.25)")
+    parser.add_argument(
+        "--image-size", type=int, default=160, help="mean image side; each side x U(0.75, 1.25)"
+    )
     parser.add_argument("--workers", type=int, default=0, help="rendering processes (0 = this process)")
     parser.add_argument("--overwrite", action="store_true", help="replace a different existing dataset")
 
 
 def run(args) -> int:
     try:
-        m = generate(args.out, args.flavour, args.seed, args.num_images, args.image_size,
-                     num_workers=args.workers, overwrite=args.overwrite)
+        m = generate(
+            args.out,
+            args.flavour,
+            args.seed,
+            args.num_images,
+            args.image_size,
+            num_workers=args.workers,
+            overwrite=args.overwrite,
+        )
     except (FileExistsError, ValueError) as exc:
         print(f"synth: error: {exc}")
         return 2
     c = m["counts"]
-    print(f"wrote {m['dataset']} to {m['data_root']}: {c['images']} images, {c['annotations']} objects, "
-          f"{c['refs']} refs, {c['sentences']} sentences")
+    print(
+        f"wrote {m['dataset']} to {m['data_root']}: {c['images']} images, {c['annotations']} objects, "
+        f"{c['refs']} refs, {c['sentences']} sentences"
+    )
     for s, v in c["splits"].items():
         print(f"  {s:6s} images {v['images']:6d}  refs {v['refs']:6d}  sentences {v['sentences']:6d}")
     if "no_target_refs" in c:

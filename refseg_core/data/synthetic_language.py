@@ -22,8 +22,18 @@ import math
 
 import numpy as np
 
-from refseg_core.vocabulary import (ATTR_TEMPLATES, COUNT_WORDS, LOC_TEMPLATES, NOUNS, PLURAL_TEMPLATES_ALL,
-                                    PLURAL_TEMPLATES_N, PLURAL_WORDS, REL_TEMPLATES, SHAPE_WORDS, SIZE_WORDS)
+from refseg_core.vocabulary import (
+    ATTR_TEMPLATES,
+    COUNT_WORDS,
+    LOC_TEMPLATES,
+    NOUNS,
+    PLURAL_TEMPLATES_ALL,
+    PLURAL_TEMPLATES_N,
+    PLURAL_WORDS,
+    REL_TEMPLATES,
+    SHAPE_WORDS,
+    SIZE_WORDS,
+)
 
 from .synthetic_scenes import COLOURS, SHAPES, Obj
 
@@ -36,7 +46,8 @@ RELS_PLUS = ["near", "touching"]  # RefCOCO+ banned location words: no direction
 # Words that state the target's own position; none may appear in a refcoco+ expression.
 LOCATION_WORDS = frozenset(
     "left right top bottom middle center centre upper lower leftmost rightmost highest lowest far corner "
-    "above below over under beneath".split())
+    "above below over under beneath".split()
+)
 
 # Geometry thresholds (fractions of the shorter image side unless noted).
 EXTREME_MARGIN = 0.12  # the extreme candidate must beat the runner-up by this much
@@ -46,14 +57,25 @@ THIRD_BAND = 0.04  # "alone in the left third": at least this far from the third
 
 # ------------------------------------------------------------------------------------------ semantics
 def _matches(o: Obj, f: dict) -> bool:
-    return ((f.get("shape") is None or o.shape == f["shape"]) and (f.get("colour") is None or o.colour == f["colour"])
-            and (f.get("size") is None or o.size == f["size"]))
+    return (
+        (f.get("shape") is None or o.shape == f["shape"])
+        and (f.get("colour") is None or o.colour == f["colour"])
+        and (f.get("size") is None or o.size == f["size"])
+    )
 
 
 def _loc_score(o: Obj, loc: str, w: int, h: int) -> float:
     x, y = o.cx / w, o.cy / h
-    return {"left": -x, "right": x, "top": -y, "bottom": y, "top left": -x - y, "top right": x - y,
-            "bottom left": -x + y, "bottom right": x + y}[loc]
+    return {
+        "left": -x,
+        "right": x,
+        "top": -y,
+        "bottom": y,
+        "top left": -x - y,
+        "top right": x - y,
+        "bottom left": -x + y,
+        "bottom right": x + y,
+    }[loc]
 
 
 def _loc_alone(o: Obj, loc: str, w: int, h: int) -> bool | None:
@@ -68,8 +90,17 @@ def _loc_alone(o: Obj, loc: str, w: int, h: int) -> bool | None:
         return 2, False
 
     (tx, ux), (ty, uy) = third(x), third(y)
-    want = {"left": (0, None), "right": (2, None), "top": (None, 0), "bottom": (None, 2), "top left": (0, 0),
-            "top right": (2, 0), "bottom left": (0, 2), "bottom right": (2, 2), "middle": (1, 1)}[loc]
+    want = {
+        "left": (0, None),
+        "right": (2, None),
+        "top": (None, 0),
+        "bottom": (None, 2),
+        "top left": (0, 0),
+        "top right": (2, 0),
+        "bottom left": (0, 2),
+        "bottom right": (2, 2),
+        "middle": (1, 1),
+    }[loc]
     ok = True
     for want_v, got, unclear in ((want[0], tx, ux), (want[1], ty, uy)):
         if want_v is None:
@@ -84,7 +115,9 @@ def _rel(o: Obj, lm: Obj, rel: str, scene: list[Obj], masks, side: float) -> boo
     """Three-valued relation ``o rel lm``."""
     if rel in ("left of", "right of", "above", "below"):
         dx, dy = lm.cx - o.cx, lm.cy - o.cy
-        along, across = {"left of": (dx, dy), "right of": (-dx, dy), "above": (dy, dx), "below": (-dy, dx)}[rel]
+        along, across = {"left of": (dx, dy), "right of": (-dx, dy), "above": (dy, dx), "below": (-dy, dx)}[
+            rel
+        ]
         gap = 0.5 * (o.r + lm.r)
         if along > gap and abs(across) < 0.8 * along:
             return True
@@ -92,7 +125,9 @@ def _rel(o: Obj, lm: Obj, rel: str, scene: list[Obj], masks, side: float) -> boo
             return False
         return None
     if rel == "near":
-        d = sorted((math.hypot(p.cx - lm.cx, p.cy - lm.cy) - p.r, i) for i, p in enumerate(scene) if p is not lm)
+        d = sorted(
+            (math.hypot(p.cx - lm.cx, p.cy - lm.cy) - p.r, i) for i, p in enumerate(scene) if p is not lm
+        )
         if len(d) > 1 and d[1][0] - d[0][0] < NEAR_MARGIN * side:
             return None
         return scene[d[0][1]] is o
@@ -173,7 +208,9 @@ def realise(rng: np.random.Generator, form: dict) -> str:
     if t == "loc":
         return str(rng.choice(LOC_TEMPLATES[form["loc"]])).format(d=_desc(rng, form))
     if t == "rel":
-        return str(rng.choice(REL_TEMPLATES[form["rel"]])).format(d=_desc(rng, form), l=_desc(rng, form["lm"]))
+        return str(rng.choice(REL_TEMPLATES[form["rel"]])).format(
+            d=_desc(rng, form), l=_desc(rng, form["lm"])
+        )
     if t == "plural":
         if form.get("count"):
             tpl = [x for x in PLURAL_TEMPLATES_N if form["count"] == 2 or not x.startswith("both")]
@@ -214,8 +251,11 @@ def candidate_forms(i: int, scene: list[Obj], masks, w: int, h: int, flavour: st
     for j, lm in enumerate(scene):
         if j == i:
             continue
-        lm_forms = [{"t": "attr", **b} for b in _bases(lm)
-                    if b["shape"] is not None and denote({"t": "attr", **b}, scene, masks, w, h) == frozenset([j])]
+        lm_forms = [
+            {"t": "attr", **b}
+            for b in _bases(lm)
+            if b["shape"] is not None and denote({"t": "attr", **b}, scene, masks, w, h) == frozenset([j])
+        ]
         if not lm_forms:
             continue
         lm_form = min(lm_forms, key=lambda f: sum(v is not None for k, v in f.items() if k != "t"))
@@ -229,7 +269,9 @@ def candidate_forms(i: int, scene: list[Obj], masks, w: int, h: int, flavour: st
     return out
 
 
-def pick_sentences(rng: np.random.Generator, cands: dict[str, list[dict]], flavour: str) -> list[tuple[str, dict]]:
+def pick_sentences(
+    rng: np.random.Generator, cands: dict[str, list[dict]], flavour: str
+) -> list[tuple[str, dict]]:
     """1-3 distinct (sentence, form) pairs mixing skills; empty when the object cannot be described.
 
     A short attribute description alone ("the circle") is kept rarer than combined cues, so the

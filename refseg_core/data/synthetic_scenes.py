@@ -66,8 +66,10 @@ def categories() -> list[dict]:
 
 
 def _regular(cx, cy, r, n, angle):
-    return [(cx + r * math.cos(angle + 2 * math.pi * k / n), cy + r * math.sin(angle + 2 * math.pi * k / n))
-            for k in range(n)]
+    return [
+        (cx + r * math.cos(angle + 2 * math.pi * k / n), cy + r * math.sin(angle + 2 * math.pi * k / n))
+        for k in range(n)
+    ]
 
 
 def outline(obj: Obj) -> list[list[tuple[float, float]]]:

@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-
 # Keys every model's ``forward_features`` returns (a model may add its own).
 FEATURE_KEYS = ("fused", "decoder", "word_attention", "logits")
 
@@ -27,7 +26,9 @@ class RefSegModel(nn.Module):
     config: dict
     decoder_stride: int
 
-    def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
+    def forward_features(
+        self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True
+    ) -> dict:
         """The model's intermediates by name, for figures and diagnostics. Keys every model returns
         (``FEATURE_KEYS``), with ``s = decoder_stride``:
 

@@ -74,10 +74,20 @@ def clip_config(arch: str = "RN50", **tiny_widths) -> dict:
     w = {**TINY_DEFAULTS, **tiny_widths}
     if w["text_width"] % w["text_heads"]:
         raise ValueError(f"text_width={w['text_width']} must be divisible by text_heads={w['text_heads']}")
-    vision_cfg = dict(image_size=224, layers=tuple(w["vision_layers"]), width=w["vision_width"],
-                      patch_size=None, head_width=min(64, w["vision_width"] * 32))
-    text_cfg = dict(context_length=77, vocab_size=49408, width=w["text_width"], heads=w["text_heads"],
-                    layers=w["text_layers"])
+    vision_cfg = dict(
+        image_size=224,
+        layers=tuple(w["vision_layers"]),
+        width=w["vision_width"],
+        patch_size=None,
+        head_width=min(64, w["vision_width"] * 32),
+    )
+    text_cfg = dict(
+        context_length=77,
+        vocab_size=49408,
+        width=w["text_width"],
+        heads=w["text_heads"],
+        layers=w["text_layers"],
+    )
     return dict(embed_dim=w["embed_dim"], vision_cfg=vision_cfg, text_cfg=text_cfg)
 
 
@@ -118,9 +128,15 @@ def _is_torchscript_archive(path: Path) -> bool:
 
 
 _STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
-    "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
+    "FloatStorage": torch.float32,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "DoubleStorage": torch.float64,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool,
 }
 
@@ -158,19 +174,26 @@ class _TensorOnlyUnpickler:
                     import collections
 
                     return collections.OrderedDict
-                raise pickle.UnpicklingError(f"{outer.path} refers to {module}.{name}, which a weights file "
-                                             "has no reason to hold; refusing to read it")
+                raise pickle.UnpicklingError(
+                    f"{outer.path} refers to {module}.{name}, which a weights file "
+                    "has no reason to hold; refusing to read it"
+                )
 
             def persistent_load(self, pid):
-                if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                        and isinstance(pid[1], torch.dtype)):
+                if not (
+                    isinstance(pid, tuple)
+                    and len(pid) == 5
+                    and pid[0] == "storage"
+                    and isinstance(pid[1], torch.dtype)
+                ):
                     raise pickle.UnpicklingError(f"{outer.path}: unexpected storage record {pid!r}")
                 _, dtype, key, _location, numel = pid
                 data = bytearray(outer.zf.read(f"{outer.root}/data/{key}"))
                 flat = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
                 if flat.numel() != int(numel):
-                    raise pickle.UnpicklingError(f"{outer.path}: storage {key} holds {flat.numel()} values, "
-                                                 f"expected {numel}")
+                    raise pickle.UnpicklingError(
+                        f"{outer.path}: storage {key} holds {flat.numel()} values, expected {numel}"
+                    )
                 return flat
 
         self.unpickler_class = U
@@ -205,8 +228,9 @@ def read_torchscript_tensors(path: str | os.PathLike) -> dict:
             root = pkl[0].split("/", 1)[0]
             obj = _TensorOnlyUnpickler(zf, root, p).load(zf.read(pkl[0]))
     except (pickle.UnpicklingError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        raise ValueError(f"pretrained={str(path)!r}: a TorchScript archive whose weights cannot be read "
-                         f"safely ({exc})") from exc
+        raise ValueError(
+            f"pretrained={str(path)!r}: a TorchScript archive whose weights cannot be read safely ({exc})"
+        ) from exc
     sd: dict = {}
 
     def walk(o, prefix):
@@ -268,7 +292,9 @@ class DenseClipBackbone(nn.Module):
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         h, w = images.shape[-2:]
         if h % 32 or w % 32:
-            raise ValueError(f"images height and width must be divisible by 32 (CLIP ResNet stride), got {h}x{w}")
+            raise ValueError(
+                f"images height and width must be divisible by 32 (CLIP ResNet stride), got {h}x{w}"
+            )
         vis = self.visual
         x = vis.stem(images.to(vis.conv1.weight.dtype))
         x = vis.layer1(x)
@@ -296,7 +322,9 @@ class DenseClipBackbone(nn.Module):
         def split(z):  # (B, hw, C) -> (B, heads, hw, C/heads)
             return z.reshape(b, h * w, heads, c // heads).transpose(1, 2)
 
-        o = F.scaled_dot_product_attention(split(pool.q_proj(t)), split(pool.k_proj(t)), split(pool.v_proj(t)))
+        o = F.scaled_dot_product_attention(
+            split(pool.q_proj(t)), split(pool.k_proj(t)), split(pool.v_proj(t))
+        )
         o = pool.c_proj(o.transpose(1, 2).reshape(b, h * w, c))  # (B, hw, E)
         o = o.transpose(1, 2).reshape(b, -1, h, w)
         return F.relu(o + res)
@@ -326,8 +354,9 @@ class DenseClipBackbone(nn.Module):
         return self.encode_image(images), self.encode_text(tokens)
 
 
-def build_clip_backbone(arch: str = "RN50", pretrained: str | os.PathLike | None = None, word_len: int = 17,
-                        **tiny_widths) -> DenseClipBackbone:
+def build_clip_backbone(
+    arch: str = "RN50", pretrained: str | os.PathLike | None = None, word_len: int = 17, **tiny_widths
+) -> DenseClipBackbone:
     """Build the dense CLIP backbone.
 
     Args:
@@ -354,6 +383,8 @@ def build_clip_backbone(arch: str = "RN50", pretrained: str | os.PathLike | None
             except RuntimeError as e:  # shape mismatch: another arch's weights
                 raise ValueError(f"pretrained={str(pretrained)!r} does not fit CLIP {arch}: {e}") from e
             if missing or unexpected:
-                raise ValueError(f"pretrained={str(pretrained)!r} does not fit CLIP {arch}: "
-                                 f"missing {missing[:5]}..., unexpected {unexpected[:5]}...")
+                raise ValueError(
+                    f"pretrained={str(pretrained)!r} does not fit CLIP {arch}: "
+                    f"missing {missing[:5]}..., unexpected {unexpected[:5]}..."
+                )
     return DenseClipBackbone(clip.float(), word_len=word_len)

@@ -60,7 +60,7 @@ _OURS_QKV = re.compile(r"^(decoder\.layers\.\d+\.)(self_attn|cross_attn)\.([qkv]
 def _rename(key: str, pairs) -> str:
     for a, b in pairs:
         if key.startswith(a):
-            return b + key[len(a):]
+            return b + key[len(a) :]
     return key
 
 
@@ -68,7 +68,7 @@ def official_to_ours(state_dict: dict) -> dict:
     """Official CRIS state dict (with or without ``module.``) -> ours (see the module docstring)."""
     out = {}
     for key, value in state_dict.items():
-        key = key[len("module."):] if key.startswith("module.") else key
+        key = key[len("module.") :] if key.startswith("module.") else key
         m = _PACKED.match(key)
         if m:
             prefix, attn, kind = m.groups()
@@ -139,6 +139,8 @@ def load_official_checkpoint(path_or_sd, arch: str = "RN50", word_len: int = 17,
     except RuntimeError as e:
         raise ValueError(f"official CRIS checkpoint {where} does not fit arch={arch}: {e}") from e
     if missing or unexpected:
-        raise ValueError(f"official CRIS checkpoint {where} does not fit arch={arch}: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"official CRIS checkpoint {where} does not fit arch={arch}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     return model.eval()

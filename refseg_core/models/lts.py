@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from refseg_core.checkpoint import without_weight_sources
 from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.darknet import DarkNet53, load_darknet_weights
@@ -367,7 +368,9 @@ class LTS(RefSegModel):
                 f"tokens must be (B, L) with B = {images.shape[0]} images, got shape {tuple(tokens.shape)}"
             )
 
-    def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
+    def forward_features(
+        self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True
+    ) -> dict:
         """The model's intermediates by name (the keys of :class:`refseg_core.models.base.RefSegModel`).
 
         ``fused`` (B, D, H/8, W/8): the cross-modal map F (Sec. 3.1); ``prior_logits`` (B, 1, H/8, W/8):
@@ -384,13 +387,20 @@ class LTS(RefSegModel):
         prior = attention = None
         x = fused
         if self.locator is not None:
-            prior, attention = self.locator(fused, words, valid, sentence, return_attention)  # (B, 1, H/8, W/8)
+            prior, attention = self.locator(
+                fused, words, valid, sentence, return_attention
+            )  # (B, 1, H/8, W/8)
             p = torch.sigmoid(prior)
             if p.shape[-2:] != fused.shape[-2:]:
                 p = F.interpolate(p, size=fused.shape[-2:], mode="bilinear", align_corners=False)
             x = torch.cat([fused, p], dim=1)
-        return {"fused": fused, "prior_logits": prior, "decoder": x, "word_attention": attention,
-                "logits": self.segment(x)}
+        return {
+            "fused": fused,
+            "prior_logits": prior,
+            "decoder": x,
+            "word_attention": attention,
+            "logits": self.segment(x),
+        }
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """``images (B, 3, H, W), tokens (B, L) -> mask logits (B, 1, H/4, W/4)``."""
@@ -467,8 +477,9 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
 
     ``model.config`` rebuilds the same architecture and tokenizer with ``build_model(**model.config)``:
     it holds ``name`` and the vocabulary's words. Initial-weight sources (``pretrained``, ``glove_path``)
-    are stored as None there - the checkpoint's state dict carries the trained weights, so rebuilding
-    never needs those files - and kept in ``model.init_sources``.
+    are stored as None there (:func:`refseg_core.checkpoint.without_weight_sources`: the checkpoint's
+    state dict carries the trained weights, so rebuilding never needs those files) and kept in
+    ``model.init_sources``.
     """
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
@@ -504,8 +515,8 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
     if cfg["glove_path"] is not None:
         model.glove_found = model.text.init_from_glove(cfg["glove_path"], vocab.itos)
     model.init_sources = {"pretrained": cfg["pretrained"], "glove_path": cfg["glove_path"]}
-    model.config = dict(
-        cfg, name=name, vocab=list(vocab.itos[2:]), word_len=vocab.max_len, pretrained=None, glove_path=None
+    model.config = without_weight_sources(
+        dict(cfg, name=name, vocab=list(vocab.itos[2:]), word_len=vocab.max_len)
     )
     return model
 

@@ -28,8 +28,13 @@ def rng_state() -> dict:
     state = {
         # Python's state is (version, tuple of 625 ints, gauss); store the ints as a tensor.
         "python": {"version": py[0], "state": torch.tensor(py[1], dtype=torch.int64), "gauss": py[2]},
-        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "kind": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -42,7 +47,9 @@ def set_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         states = state["cuda"]
@@ -63,11 +70,15 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or (
-                isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent)):
-            raise CheckpointWriteError(f"no space left on device while writing {path}; "
-                                       + ("the previous checkpoint there is kept" if path.exists()
-                                          else "no checkpoint was written")) from None
+        if (
+            isinstance(exc, OSError)
+            and exc.errno == errno.ENOSPC
+            or (isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent))
+        ):
+            raise CheckpointWriteError(
+                f"no space left on device while writing {path}; "
+                + ("the previous checkpoint there is kept" if path.exists() else "no checkpoint was written")
+            ) from None
         raise
     return path
 
@@ -95,7 +106,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """Load a checkpoint with ``weights_only=True``; errors name the file."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"checkpoint {path} is a directory, not a checkpoint file (did you mean {path / 'last.pt'}?)")
+        raise ValueError(
+            f"checkpoint {path} is a directory, not a checkpoint file (did you mean {path / 'last.pt'}?)"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
@@ -133,8 +146,9 @@ def load_model_state(model, state: dict, source: str) -> None:
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
-        raise ValueError(f"{source}: its weights do not fit a {model.config.get('name', 'model')} "
-                         f"model ({detail[:300]})") from None
+        raise ValueError(
+            f"{source}: its weights do not fit a {model.config.get('name', 'model')} model ({detail[:300]})"
+        ) from None
 
 
 def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu", source=None):
@@ -153,6 +167,13 @@ def model_from_checkpoint(path_or_ckpt, map_location: str | torch.device = "cpu"
     return model.to(map_location).eval()
 
 
-__all__ = ["atomic_torch_save", "CheckpointWriteError", "load_checkpoint", "load_model_state", "model_from_checkpoint",
-           "rebuild_kwargs",
-           "rng_state", "set_rng_state"]
+__all__ = [
+    "atomic_torch_save",
+    "CheckpointWriteError",
+    "load_checkpoint",
+    "load_model_state",
+    "model_from_checkpoint",
+    "rebuild_kwargs",
+    "rng_state",
+    "set_rng_state",
+]

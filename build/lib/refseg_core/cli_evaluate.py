@@ -22,11 +22,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--config", help="YAML parameter file (default: the config saved in the checkpoint)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--split", action="append", help="split to score (repeatable; default: val_split)")
-    parser.add_argument("--save-predictions", action="store_true", help="also write per-sample RLE predictions")
-    parser.add_argument("--first-sentence-only", action="store_true", help="score only each ref's first sentence")
+    parser.add_argument(
+        "--save-predictions", action="store_true", help="also write per-sample RLE predictions"
+    )
+    parser.add_argument(
+        "--first-sentence-only", action="store_true", help="score only each ref's first sentence"
+    )
     parser.add_argument("--out", help="output folder (default: the checkpoint's folder)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace eval files in --out that score another checkpoint")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace eval files in --out that score another checkpoint"
+    )
 
 
 def run(args) -> int:
@@ -56,22 +61,39 @@ def run(args) -> int:
         model = model_from_checkpoint(ckpt, map_location=device, source=args.checkpoint)
         results = {}
         for split in args.split or [cfg.val_split]:
-            res = engine.evaluate(model, refer, split=split, input_size=cfg.input_size,
-                                  batch_size=cfg.eval_batch_size or max(1, cfg.batch_size // info.world_size),
-                                  threshold=cfg.eval_threshold, device=device, max_items=cfg.max_eval_items,
-                                  first_sentence_only=args.first_sentence_only, precision=cfg.precision,
-                                  num_workers=cfg.num_workers, return_records=args.save_predictions)
+            res = engine.evaluate(
+                model,
+                refer,
+                split=split,
+                input_size=cfg.input_size,
+                batch_size=cfg.eval_batch_size or max(1, cfg.batch_size // info.world_size),
+                threshold=cfg.eval_threshold,
+                device=device,
+                max_items=cfg.max_eval_items,
+                first_sentence_only=args.first_sentence_only,
+                precision=cfg.precision,
+                num_workers=cfg.num_workers,
+                return_records=args.save_predictions,
+            )
             metrics, records = res if args.save_predictions else (res, None)
             results[split] = metrics
             if info.is_main:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                meta = {"checkpoint": str(args.checkpoint), "dataset": cfg.dataset, "split_by": cfg.split_by,
-                        "split": split, "threshold": cfg.eval_threshold, "input_size": cfg.input_size,
-                        "model": model.config.get("name")}
+                meta = {
+                    "checkpoint": str(args.checkpoint),
+                    "dataset": cfg.dataset,
+                    "split_by": cfg.split_by,
+                    "split": split,
+                    "threshold": cfg.eval_threshold,
+                    "input_size": cfg.input_size,
+                    "model": model.config.get("name"),
+                }
                 engine._write_json(out_dir / f"eval_{cfg.dataset}_{split}.json", {**metrics, "meta": meta})
                 if records is not None:
-                    engine._write_json(out_dir / f"predictions_{cfg.dataset}_{split}.json",
-                                       {"meta": meta, "predictions": records})
+                    engine._write_json(
+                        out_dir / f"predictions_{cfg.dataset}_{split}.json",
+                        {"meta": meta, "predictions": records},
+                    )
                 print(f"{split}: " + json.dumps(metrics))
     except (ValueError, OSError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
@@ -96,9 +118,11 @@ def check_same_model_and_data(ckpt: dict, cfg, where) -> None:
     if saved.get("synthetic") and cfg.synthetic and cfg.dataset == saved.get("dataset"):
         for key in SYNTHETIC_KEYS:
             if key in saved and getattr(cfg, key) != saved[key]:
-                raise ValueError(f"parameter {key!r} is {getattr(cfg, key)!r} but checkpoint {where} was trained "
-                                 f"on synthetic data with {key} {saved[key]!r}; evaluate on the data it was "
-                                 f"trained on (omit --config, or set {key}={saved[key]!r})")
+                raise ValueError(
+                    f"parameter {key!r} is {getattr(cfg, key)!r} but checkpoint {where} was trained "
+                    f"on synthetic data with {key} {saved[key]!r}; evaluate on the data it was "
+                    f"trained on (omit --config, or set {key}={saved[key]!r})"
+                )
 
 
 def check_eval_file(path: Path, checkpoint, overwrite: bool) -> None:
@@ -110,8 +134,10 @@ def check_eval_file(path: Path, checkpoint, overwrite: bool) -> None:
     except (OSError, ValueError, AttributeError):
         other = None
     if other is None or not _same_file(other, checkpoint):
-        raise ValueError(f"{path} already holds the scores of {other or 'another run'}; choose another --out "
-                         "or pass --overwrite")
+        raise ValueError(
+            f"{path} already holds the scores of {other or 'another run'}; choose another --out "
+            "or pass --overwrite"
+        )
 
 
 def _same_file(a, b) -> bool:

@@ -31,8 +31,10 @@ def run(args) -> int:
         if args.threshold is not None and not 0 < args.threshold < 1:
             raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
         if args.input_size is not None and (args.input_size < 32 or args.input_size % 32):
-            raise ValueError(f"--input-size must be a positive multiple of 32 (the encoders' stride), "
-                             f"got {args.input_size}")
+            raise ValueError(
+                f"--input-size must be a positive multiple of 32 (the encoders' stride), "
+                f"got {args.input_size}"
+            )
         ckpt = load_checkpoint(args.checkpoint)
         cfg = ckpt.get("config", {})
         size = args.input_size or int(cfg.get("input_size", 416))
@@ -81,7 +83,9 @@ def run(args) -> int:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     tmp.replace(out / "overlay.png")
-    print(f"mask area {int(mask.sum())} of {mask.size} pixels; wrote {out / 'mask.png'}, {out / 'overlay.png'}")
+    print(
+        f"mask area {int(mask.sum())} of {mask.size} pixels; wrote {out / 'mask.png'}, {out / 'overlay.png'}"
+    )
     return 0
 
 

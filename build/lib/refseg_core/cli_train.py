@@ -22,17 +22,35 @@ import sys
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", help="a shipped configuration's name (smoke_cris, cris_r50_refcoco, ...; see "
-                                         "refseg_core/configs/) or a YAML file; keys are TrainConfig fields")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one parameter (YAML value syntax); repeatable")
-    parser.add_argument("--resume", help="checkpoint to continue from (output_dir/last.pt); without --config "
-                                         "the checkpoint's own configuration is used")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the run already in output_dir (its last.pt, logs and metrics are removed)")
+    parser.add_argument(
+        "--config",
+        help="a shipped configuration's name (smoke_cris, cris_r50_refcoco, ...; see "
+        "refseg_core/configs/) or a YAML file; keys are TrainConfig fields",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one parameter (YAML value syntax); repeatable",
+    )
+    parser.add_argument(
+        "--resume",
+        help="checkpoint to continue from (output_dir/last.pt); without --config "
+        "the checkpoint's own configuration is used",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in output_dir (its last.pt, logs and metrics are removed)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="print the resolved configuration as YAML and stop before training")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved configuration as YAML and stop before training",
+    )
 
 
 def resume_config(ckpt: dict, ckpt_path, overrides: list[str]):
@@ -52,7 +70,9 @@ def resume_config(ckpt: dict, ckpt_path, overrides: list[str]):
     try:
         return make_config(values)
     except ValueError as exc:
-        raise ValueError(f"{exc} (from --set)" if overrides else f"{exc} (in checkpoint {ckpt_path})") from None
+        raise ValueError(
+            f"{exc} (from --set)" if overrides else f"{exc} (in checkpoint {ckpt_path})"
+        ) from None
 
 
 def run(args) -> int:
@@ -75,8 +95,11 @@ def run(args) -> int:
         print(f"train: {exc}", file=sys.stderr)
         return 128 + int(exc.signum)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, without a traceback
-        print("train: stopped by a second Ctrl-C; the last checkpoint written (if any) is in the run's "
-              "output_dir", file=sys.stderr)
+        print(
+            "train: stopped by a second Ctrl-C; the last checkpoint written (if any) is in the run's "
+            "output_dir",
+            file=sys.stderr,
+        )
         return 128 + int(signal.SIGINT)
     except engine.NonFiniteLossError as exc:
         print(f"train: error: {exc}", file=sys.stderr)

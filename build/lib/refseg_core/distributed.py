@@ -50,10 +50,14 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
         raise ValueError(f"parameter 'device' is {name!r}; valid: auto, cpu, cuda, cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"parameter 'device' is {name!r} but CUDA is not available here; use device: cpu")
+            raise ValueError(
+                f"parameter 'device' is {name!r} but CUDA is not available here; use device: cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"parameter 'device' is {name!r} but this machine has "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"parameter 'device' is {name!r} but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)"
+            )
         torch.cuda.set_device(device)
     return device
 

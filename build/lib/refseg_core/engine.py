@@ -23,13 +23,12 @@ import math
 import os
 import random
 import signal
-import sys
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -98,10 +97,17 @@ def prepare_data(cfg: TrainConfig, info: distu.DistInfo | None = None):
         from refseg_core.data.synthetic import DATASET_NAME, ensure_synthetic
 
         if cfg.dataset not in DATASET_NAME:
-            raise ValueError(f"parameter 'dataset' is {cfg.dataset!r}; synthetic data exists for {sorted(DATASET_NAME)}")
+            raise ValueError(
+                f"parameter 'dataset' is {cfg.dataset!r}; synthetic data exists for {sorted(DATASET_NAME)}"
+            )
         if info.is_main:
-            ensure_synthetic(cfg.data_root, cfg.dataset, cfg.synthetic_seed, cfg.synthetic_num_images,
-                             cfg.synthetic_image_size)
+            ensure_synthetic(
+                cfg.data_root,
+                cfg.dataset,
+                cfg.synthetic_seed,
+                cfg.synthetic_num_images,
+                cfg.synthetic_image_size,
+            )
         distu.barrier()
     elif _dataset_folder_missing(cfg):
         raise FileNotFoundError(
@@ -160,9 +166,16 @@ def _loader(ds, batch_size, sampler, num_workers, device, drop_last) -> DataLoad
     from refseg_core.data.dataset import collate
 
     return DataLoader(
-        ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers, collate_fn=collate,
-        drop_last=drop_last, pin_memory=device.type == "cuda", worker_init_fn=_seed_worker,
-        persistent_workers=False, generator=torch.Generator().manual_seed(0),
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate,
+        drop_last=drop_last,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_seed_worker,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(0),
     )
 
 
@@ -290,10 +303,19 @@ def evaluate(
                 raise ValueError("evaluate: give a DataLoader, a Refer, or data_root")
             refer = Refer(data_root, dataset, split_by)
         generalized = refer.generalized
-        ds = RefSegDataset(refer, split, base.tokenizer, input_size, train=False, max_items=max_items,
-                           first_sentence_only=first_sentence_only)
+        ds = RefSegDataset(
+            refer,
+            split,
+            base.tokenizer,
+            input_size,
+            train=False,
+            max_items=max_items,
+            first_sentence_only=first_sentence_only,
+        )
         info = distu.env_info() if dist.is_available() and dist.is_initialized() else distu.DistInfo()
-        loader = _loader(ds, batch_size, _Shard(len(ds), info.rank, info.world_size), num_workers, device, False)
+        loader = _loader(
+            ds, batch_size, _Shard(len(ds), info.rank, info.world_size), num_workers, device, False
+        )
 
     was_training = base.training
     base.eval()
@@ -309,13 +331,21 @@ def evaluate(
                 logits = base(images, tokens)
             metas = batch["meta"]
             if "orig_mask" not in metas[0]:
-                raise ValueError("evaluate: batches lack meta['orig_mask']; build the dataset with train=False")
+                raise ValueError(
+                    "evaluate: batches lack meta['orig_mask']; build the dataset with train=False"
+                )
             preds = logits_to_masks(logits.float(), [m["letterbox"] for m in metas], threshold)
             for pred, m in zip(preds, metas):
                 sample_iou = metrics.update(pred, m["orig_mask"], no_target=m["no_target"])  # from the ref
                 if return_records:
-                    records.append({"ref_id": m["ref_id"], "sent_id": m["sent_id"], "iou": float(sample_iou),
-                                    "mask": mask_to_rle(pred)})
+                    records.append(
+                        {
+                            "ref_id": m["ref_id"],
+                            "sent_id": m["sent_id"],
+                            "iou": float(sample_iou),
+                            "mask": mask_to_rle(pred),
+                        }
+                    )
             seen += len(metas)
             if progress and (bi + 1) % 20 == 0:
                 print(f"  evaluated {seen} samples ({seen / (time.time() - t0):.1f}/s)", flush=True)
@@ -339,8 +369,14 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, image, text: str, input_size: int = 416, threshold: float = 0.35,
-            device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: nn.Module,
+    image,
+    text: str,
+    input_size: int = 416,
+    threshold: float = 0.35,
+    device: str | torch.device | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Segment what ``text`` refers to in one PIL ``image``.
 
     Returns ``(prob, mask)``: ``prob`` float32 ``(H, W)`` in [0, 1] and ``mask`` bool ``(H, W)`` =
@@ -372,8 +408,9 @@ def _first_sentence_baselines(refer, split, max_items):
     return trivial_baselines(refer, split, max_items, first_sentence_only=True)
 
 
-def trivial_baselines(refer, split: str = "val", max_items: int | None = None,
-                      first_sentence_only: bool = False) -> dict[str, dict]:
+def trivial_baselines(
+    refer, split: str = "val", max_items: int | None = None, first_sentence_only: bool = False
+) -> dict[str, dict]:
     """Metrics of two language-blind predictions on every sentence of ``split`` (or each ref's first):
     ``whole_image`` (the mask covers everything) and ``largest_object`` (the largest annotated
     instance of the image — it even uses the ground-truth instance masks). A model must beat both."""
@@ -395,18 +432,24 @@ def trivial_baselines(refer, split: str = "val", max_items: int | None = None,
             ids = by_image.get(iid, [])
             if ids:
                 # A stand-in ref per instance, so Refer's own decoding (polygons, RLE) is reused.
-                fake = [{"ref_id": f"instance {a}", "image_id": iid, "ann_id": [a] if refer.generalized else a}
-                        for a in ids]
+                fake = [
+                    {"ref_id": f"instance {a}", "image_id": iid, "ann_id": [a] if refer.generalized else a}
+                    for a in ids
+                ]
                 best = refer.ref_mask(max(fake, key=refer.mask_area))
             cache[iid] = best
         no_target = refer.is_no_target(ref)
         whole.update(np.ones_like(target, dtype=bool), target, no_target)
         largest.update(cache[iid], target, no_target)
-    return {"whole_image": _clean(whole.compute(), refer.generalized),
-            "largest_object": _clean(largest.compute(), refer.generalized)}
+    return {
+        "whole_image": _clean(whole.compute(), refer.generalized),
+        "largest_object": _clean(largest.compute(), refer.generalized),
+    }
 
 
-def format_comparison(rows: Mapping[str, Mapping[str, float]], keys=("mIoU", "oIoU", "prec@0.5", "prec@0.9")) -> str:
+def format_comparison(
+    rows: Mapping[str, Mapping[str, float]], keys=("mIoU", "oIoU", "prec@0.5", "prec@0.9")
+) -> str:
     """A small fixed-width table (percentages) of metric dicts keyed by name, for logs and notebooks."""
     lines = [f"{'':16s}" + "".join(f"{k:>10s}" for k in keys)]
     for name, m in rows.items():
@@ -525,8 +568,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: TrainConfig | Mapping[str, Any] | None, progress: bool = True,
-          resume: str | os.PathLike | None = None, *, overwrite: bool = False) -> TrainResult:
+def train(
+    config: TrainConfig | Mapping[str, Any] | None,
+    progress: bool = True,
+    resume: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and evaluate it on ``config.val_split``.
 
     ``config`` is a :class:`TrainConfig` or a dict of its fields (a notebook's parameters). ``resume``
@@ -568,8 +616,10 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
     talk = progress and main
     out_dir = Path(cfg.output_dir)
     if cfg.batch_size % info.world_size:
-        raise ValueError(f"parameter 'batch_size' ({cfg.batch_size}) must be a multiple of the number of "
-                         f"processes ({info.world_size}): it is the global batch")
+        raise ValueError(
+            f"parameter 'batch_size' ({cfg.batch_size}) must be a multiple of the number of "
+            f"processes ({info.world_size}): it is the global batch"
+        )
     per_rank = cfg.batch_size // info.world_size
 
     seed_everything(cfg.seed)
@@ -589,10 +639,13 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
         # The weights are in the state dict: no weight file named in model_config is ever opened.
         name, mcfg = rebuild_kwargs(source.get("model_config"))
         if init is not None and name != cfg.model:
-            raise ValueError(f"parameter 'init_from': {cfg.init_from} holds a {name} model, but 'model' is "
-                             f"{cfg.model!r}")
+            raise ValueError(
+                f"parameter 'init_from': {cfg.init_from} holds a {name} model, but 'model' is {cfg.model!r}"
+            )
         model = build_model(name, **mcfg)
-        load_model_state(model, source["model"], f"checkpoint {resume if ckpt is not None else cfg.init_from}")
+        load_model_state(
+            model, source["model"], f"checkpoint {resume if ckpt is not None else cfg.init_from}"
+        )
         if init is not None:
             _say(talk, f"weights initialised from {cfg.init_from} (fresh optimiser and schedule)")
     else:
@@ -611,19 +664,37 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
 
     from refseg_core.data.dataset import RefSegDataset
 
-    train_ds = RefSegDataset(refer, cfg.train_split, model.tokenizer, cfg.input_size, train=True, seed=cfg.seed,
-                             max_items=cfg.max_train_items)
-    val_ds = RefSegDataset(refer, cfg.val_split, model.tokenizer, cfg.input_size, train=False,
-                           max_items=cfg.max_eval_items, first_sentence_only=cfg.val_first_sentence_only)
-    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
+    train_ds = RefSegDataset(
+        refer,
+        cfg.train_split,
+        model.tokenizer,
+        cfg.input_size,
+        train=True,
+        seed=cfg.seed,
+        max_items=cfg.max_train_items,
+    )
+    val_ds = RefSegDataset(
+        refer,
+        cfg.val_split,
+        model.tokenizer,
+        cfg.input_size,
+        train=False,
+        max_items=cfg.max_eval_items,
+        first_sentence_only=cfg.val_first_sentence_only,
+    )
+    sampler = DistributedSampler(
+        train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
     steps_per_epoch = len(sampler) // per_rank
     if steps_per_epoch == 0:
-        raise ValueError(f"split {cfg.train_split!r} has {len(train_ds)} training refs, fewer than one batch "
-                         f"(batch_size {cfg.batch_size}); lower batch_size or add data")
+        raise ValueError(
+            f"split {cfg.train_split!r} has {len(train_ds)} training refs, fewer than one batch "
+            f"(batch_size {cfg.batch_size}); lower batch_size or add data"
+        )
     eval_bs = cfg.eval_batch_size or per_rank
-    val_loader = _loader(val_ds, eval_bs, _Shard(len(val_ds), info.rank, info.world_size), cfg.num_workers,
-                         device, False)
+    val_loader = _loader(
+        val_ds, eval_bs, _Shard(len(val_ds), info.rank, info.world_size), cfg.num_workers, device, False
+    )
 
     # ---- optimiser and schedule
     groups = model.param_groups(cfg.lr, cfg.backbone_lr_mult)
@@ -640,8 +711,9 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg.milestones, gamma=cfg.lr_gamma)
     warmup = None
     if cfg.warmup_steps > 0:
-        warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.01, end_factor=1.0,
-                                                   total_iters=cfg.warmup_steps)
+        warmup = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=0.01, end_factor=1.0, total_iters=cfg.warmup_steps
+        )
     amp = amp_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
 
@@ -662,13 +734,17 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
         partial_loss = ckpt.get("epoch_loss") if skip_steps else None
         history = list(ckpt.get("history", []))
         set_rng_state(ckpt["rng"])
-        _say(talk, f"resumed from {resume}: epoch {start_epoch} done, step {global_step}"
-                   + (f", {skip_steps} steps into epoch {start_epoch + 1}" if skip_steps else ""))
+        _say(
+            talk,
+            f"resumed from {resume}: epoch {start_epoch} done, step {global_step}"
+            + (f", {skip_steps} steps into epoch {start_epoch + 1}" if skip_steps else ""),
+        )
 
     loss_module: nn.Module = LossModule(model, cfg.dice_weight)
     if info.enabled:
         loss_module = nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None)
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if cfg.compile:
         loss_module = torch.compile(loss_module)
 
@@ -685,13 +761,19 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
         nonlocal saved
         if main:
             state = {
-                "model": _unwrap(model).state_dict(), "model_config": model_config,
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "model": _unwrap(model).state_dict(),
+                "model_config": model_config,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
                 "warmup": warmup.state_dict() if warmup is not None else None,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "rng": rng_state(), "epoch": epoch_done, "step": global_step, "epoch_step": epoch_step,
+                "rng": rng_state(),
+                "epoch": epoch_done,
+                "step": global_step,
+                "epoch_step": epoch_step,
                 "epoch_loss": [epoch_loss, epoch_n] if epoch_step else None,
-                "history": list(history), "config": cfg.to_dict(),
+                "history": list(history),
+                "config": cfg.to_dict(),
             }
             atomic_torch_save(state, ckpt_path)
             saved = ckpt_path
@@ -699,21 +781,34 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
         return ckpt_path
 
     def run_eval() -> dict:
-        return evaluate(model, val_loader, threshold=cfg.eval_threshold, device=device, precision=cfg.precision)
+        return evaluate(
+            model, val_loader, threshold=cfg.eval_threshold, device=device, precision=cfg.precision
+        )
 
-    _say(talk, f"training {cfg.model} on {cfg.dataset} ({len(train_ds)} refs, {steps_per_epoch} steps/epoch, "
-               f"batch {cfg.batch_size} = {info.world_size} x {per_rank}) on {device}, "
-               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    _say(
+        talk,
+        f"training {cfg.model} on {cfg.dataset} ({len(train_ds)} refs, {steps_per_epoch} steps/epoch, "
+        f"batch {cfg.batch_size} = {info.world_size} x {per_rank}) on {device}, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters",
+    )
     if getattr(train_ds, "empty_sentences", 0):
-        _say(talk, f"{train_ds.empty_sentences} empty sentences in the training refs, tokenised as [SOT, EOT]")
+        _say(
+            talk, f"{train_ds.empty_sentences} empty sentences in the training refs, tokenised as [SOT, EOT]"
+        )
     try:
         with StopFlag() as stop:
             for epoch in range(start_epoch, cfg.epochs):
                 sampler.set_epoch(epoch)
                 train_ds.set_epoch(epoch)
                 skip = skip_steps if epoch == start_epoch else 0
-                loader = _loader(train_ds, per_rank, _SkipSampler(sampler, skip * per_rank) if skip else sampler,
-                                 cfg.num_workers, device, True)
+                loader = _loader(
+                    train_ds,
+                    per_rank,
+                    _SkipSampler(sampler, skip * per_rank) if skip else sampler,
+                    cfg.num_workers,
+                    device,
+                    True,
+                )
                 _set_train_mode(model, cfg.bn_eval)
                 win_loss, win_n, win_t, epoch_loss, epoch_n = 0.0, 0, time.time(), 0.0, 0
                 if skip and partial_loss is not None:
@@ -725,9 +820,13 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
                         out = train_step(loss_module, batch, optimizer, scaler, cfg, device, amp)
                         # One collective for the global loss and the stop vote (signal / time limit).
                         want_stop = stop.signum is not None or (
-                            cfg.time_limit_s is not None and time.time() - t_start > cfg.time_limit_s)
-                        vec = torch.tensor([float(out["loss"].detach()), float(want_stop)], device=device,
-                                           dtype=torch.float64)
+                            cfg.time_limit_s is not None and time.time() - t_start > cfg.time_limit_s
+                        )
+                        vec = torch.tensor(
+                            [float(out["loss"].detach()), float(want_stop)],
+                            device=device,
+                            dtype=torch.float64,
+                        )
                         if info.enabled:
                             dist.all_reduce(vec)
                             vec[0] /= info.world_size
@@ -737,13 +836,15 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
                             raise NonFiniteLossError(
                                 f"loss is {loss_value} at step {global_step + 1} (epoch {epoch + 1}, batch "
                                 f"{epoch_step + 1} of {steps_per_epoch}; ref ids {ids[:8]}); the weights of "
-                                f"this step were not updated; last good checkpoint: {saved or 'none yet'}")
+                                f"this step were not updated; last good checkpoint: {saved or 'none yet'}"
+                            )
                         backward_step(out, loss_module, optimizer, scaler, cfg)
                     except torch.cuda.OutOfMemoryError as exc:
                         raise OutOfMemory(
                             f"CUDA out of memory at step {global_step + 1} with batch_size {cfg.batch_size} "
                             f"({per_rank} per process, input_size {cfg.input_size}, precision {cfg.precision}); "
-                            "lower batch_size or input_size, use precision: bf16, or add GPUs") from exc
+                            "lower batch_size or input_size, use precision: bf16, or add GPUs"
+                        ) from exc
                     if warmup is not None and global_step < cfg.warmup_steps:
                         warmup.step()
                     global_step += 1
@@ -753,11 +854,19 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
                     epoch_loss, epoch_n = epoch_loss + loss_value, epoch_n + 1
                     if global_step % cfg.log_every == 0:
                         dt = time.time() - win_t
-                        row = {"epoch": epoch + 1, "step": global_step, "loss": win_loss / win_n,
-                               "lr": optimizer.param_groups[-1]["lr"], "images_per_s": win_n * n / max(dt, 1e-9)}
+                        row = {
+                            "epoch": epoch + 1,
+                            "step": global_step,
+                            "loss": win_loss / win_n,
+                            "lr": optimizer.param_groups[-1]["lr"],
+                            "images_per_s": win_n * n / max(dt, 1e-9),
+                        }
                         log.add(row)
-                        _say(talk, f"epoch {epoch + 1}/{cfg.epochs} step {global_step} loss {row['loss']:.4f} "
-                                   f"lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s")
+                        _say(
+                            talk,
+                            f"epoch {epoch + 1}/{cfg.epochs} step {global_step} loss {row['loss']:.4f} "
+                            f"lr {row['lr']:.2e} {row['images_per_s']:.1f} img/s",
+                        )
                         win_loss, win_n, win_t = 0.0, 0, time.time()
                     if vec[1] > 0:
                         halt = "signal" if stop.signum is not None else "time"
@@ -765,14 +874,23 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
                 if halt == "signal":
                     path = save(epoch, epoch_step)
                     name = signal.Signals(stop.signum).name
-                    raise TrainingInterrupted(f"{name} received at step {global_step}: checkpoint saved to {path}; "
-                                              f"continue with --resume {path}", stop.signum, path)
+                    raise TrainingInterrupted(
+                        f"{name} received at step {global_step}: checkpoint saved to {path}; "
+                        f"continue with --resume {path}",
+                        stop.signum,
+                        path,
+                    )
                 if halt == "time":
                     stopped_early = True
                     _say(talk, f"time limit of {cfg.time_limit_s} s reached at step {global_step}")
                     metrics = run_eval()
-                    log.add({"epoch": epoch + 1, "step": global_step,
-                             **{f"val_{k}": v for k, v in metrics.items() if k != "n"}})
+                    log.add(
+                        {
+                            "epoch": epoch + 1,
+                            "step": global_step,
+                            **{f"val_{k}": v for k, v in metrics.items() if k != "n"},
+                        }
+                    )
                     save(epoch, epoch_step)
                     break
                 # ---- end of epoch: schedule, validation, checkpoint
@@ -782,16 +900,23 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
                         g = optimizer.param_groups[i]
                         g["lr"] = g["lr"] * g["lr_after_epoch1"] / cfg.lr
                 last = epoch + 1 == cfg.epochs
-                row = {"epoch": epoch + 1, "step": global_step, "loss": epoch_loss / max(epoch_n, 1),
-                       "lr": optimizer.param_groups[-1]["lr"]}
+                row = {
+                    "epoch": epoch + 1,
+                    "step": global_step,
+                    "loss": epoch_loss / max(epoch_n, 1),
+                    "lr": optimizer.param_groups[-1]["lr"],
+                }
                 if (epoch + 1) % cfg.eval_every == 0 or last:
                     t_eval = time.time()
                     metrics = run_eval()
                     row.update({f"val_{k}": v for k, v in metrics.items() if k != "n"})
-                    _say(talk, f"epoch {epoch + 1}/{cfg.epochs} train loss {row['loss']:.4f} | val "
-                               f"mIoU {100 * metrics['mIoU']:.2f} oIoU {100 * metrics['oIoU']:.2f} "
-                               f"prec@0.5 {100 * metrics['prec@0.5']:.2f} (n={metrics['n']}, "
-                               f"{time.time() - t_eval:.1f} s) | {time.time() - t_start:.0f} s elapsed")
+                    _say(
+                        talk,
+                        f"epoch {epoch + 1}/{cfg.epochs} train loss {row['loss']:.4f} | val "
+                        f"mIoU {100 * metrics['mIoU']:.2f} oIoU {100 * metrics['oIoU']:.2f} "
+                        f"prec@0.5 {100 * metrics['prec@0.5']:.2f} (n={metrics['n']}, "
+                        f"{time.time() - t_eval:.1f} s) | {time.time() - t_start:.0f} s elapsed",
+                    )
                 log.add(row)
                 if (epoch + 1) % cfg.checkpoint_every == 0 or last:
                     save(epoch + 1, 0)
@@ -804,26 +929,65 @@ def _train(cfg: TrainConfig, progress: bool, resume, ckpt) -> TrainResult:
     extra: dict = {}
     if main and cfg.synthetic:
         # Small generated data: the language-blind baselines cost a second and show what "learning" means.
-        extra["baselines"] = trivial_baselines(refer, cfg.val_split, cfg.max_eval_items) if not cfg.val_first_sentence_only \
+        extra["baselines"] = (
+            trivial_baselines(refer, cfg.val_split, cfg.max_eval_items)
+            if not cfg.val_first_sentence_only
             else _first_sentence_baselines(refer, cfg.val_split, cfg.max_eval_items)
+        )
         _say(talk, format_comparison({cfg.model: metrics, **extra["baselines"]}))
     if main:
-        _write_json(out_dir / "metrics.json", {
-            **metrics,
-            **({"baselines": extra["baselines"]} if "baselines" in extra else {}),
-            "meta": {"model": _unwrap(model).config.get("name", cfg.model), "dataset": cfg.dataset,
-                     "split_by": cfg.split_by, "split": cfg.val_split, "synthetic": cfg.synthetic,
-                     "epochs": cfg.epochs, "steps": global_step, "stopped_early": stopped_early,
-                     "threshold": cfg.eval_threshold, "train_time_s": round(train_time, 2),
-                     "world_size": info.world_size, "val_first_sentence_only": cfg.val_first_sentence_only},
-        })
-    return TrainResult(model=_unwrap(model), history=history, metrics=metrics, output_dir=out_dir,
-                       checkpoint=saved, config=cfg, stopped_early=stopped_early, train_time_s=train_time,
-                       extra=extra)
+        _write_json(
+            out_dir / "metrics.json",
+            {
+                **metrics,
+                **({"baselines": extra["baselines"]} if "baselines" in extra else {}),
+                "meta": {
+                    "model": _unwrap(model).config.get("name", cfg.model),
+                    "dataset": cfg.dataset,
+                    "split_by": cfg.split_by,
+                    "split": cfg.val_split,
+                    "synthetic": cfg.synthetic,
+                    "epochs": cfg.epochs,
+                    "steps": global_step,
+                    "stopped_early": stopped_early,
+                    "threshold": cfg.eval_threshold,
+                    "train_time_s": round(train_time, 2),
+                    "world_size": info.world_size,
+                    "val_first_sentence_only": cfg.val_first_sentence_only,
+                },
+            },
+        )
+    return TrainResult(
+        model=_unwrap(model),
+        history=history,
+        metrics=metrics,
+        output_dir=out_dir,
+        checkpoint=saved,
+        config=cfg,
+        stopped_early=stopped_early,
+        train_time_s=train_time,
+        extra=extra,
+    )
 
 
 __all__ = [
-    "amp_dtype", "autocast", "backward_step", "build_model_for", "evaluate", "format_comparison", "LossModule",
-    "mask_to_rle", "NonFiniteLossError", "OutOfMemory", "predict", "prepare_data", "seed_everything", "StopFlag",
-    "train", "train_step", "TrainingInterrupted", "TrainResult", "trivial_baselines",
+    "amp_dtype",
+    "autocast",
+    "backward_step",
+    "build_model_for",
+    "evaluate",
+    "format_comparison",
+    "LossModule",
+    "mask_to_rle",
+    "NonFiniteLossError",
+    "OutOfMemory",
+    "predict",
+    "prepare_data",
+    "seed_everything",
+    "StopFlag",
+    "train",
+    "train_step",
+    "TrainingInterrupted",
+    "TrainResult",
+    "trivial_baselines",
 ]

@@ -23,8 +23,10 @@ def dice_loss(logits: torch.Tensor, masks: torch.Tensor, smooth: float = 1.0) ->
     if masks.dim() == 3:
         masks = masks[:, None]
     if logits.dim() != 4 or logits.shape[1] != 1 or masks.shape[0] != logits.shape[0]:
-        raise ValueError(f"dice_loss: logits must be (B, 1, h, w) and masks (B, 1, H, W) with the same B, "
-                         f"got {tuple(logits.shape)} and {tuple(masks.shape)}")
+        raise ValueError(
+            f"dice_loss: logits must be (B, 1, h, w) and masks (B, 1, H, W) with the same B, "
+            f"got {tuple(logits.shape)} and {tuple(masks.shape)}"
+        )
     target = masks.to(torch.float32)
     if target.shape[-2:] != logits.shape[-2:]:
         target = F.adaptive_avg_pool2d(target, logits.shape[-2:])

@@ -35,8 +35,12 @@ def stop_here(message: str) -> None:
     shell.input_transformers_post.append(lambda lines: [])
 
 
-def resolve_config(config: str | os.PathLike | None, overrides: Mapping[str, Any] | None = None,
-                   dry_run: bool = False, label: str | None = None) -> TrainConfig:
+def resolve_config(
+    config: str | os.PathLike | None,
+    overrides: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    label: str | None = None,
+) -> TrainConfig:
     """A chapter's run: ``load_config(config, overrides)`` (the same function as ``train --config``).
     With ``dry_run`` the resolved configuration is printed as YAML (what ``train --dry-run`` prints; a
     ``label`` line first when a chapter resolves several) and the notebook stops before training."""
@@ -62,8 +66,12 @@ def show_source(obj) -> None:
     display(Code(inspect.getsource(obj), language="python"))
 
 
-def markdown_table(rows: Iterable[Mapping[str, Any] | Sequence[Any]], columns: Sequence[str],
-                   headers: Sequence[str] | None = None, missing: str = "-") -> str:
+def markdown_table(
+    rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+    columns: Sequence[str],
+    headers: Sequence[str] | None = None,
+    missing: str = "-",
+) -> str:
     """A Markdown table: one line per row (a mapping read by ``columns``, or a sequence in column order);
     ``None`` prints as ``missing``."""
     headers = list(headers or columns)
@@ -87,7 +95,11 @@ def finished_run_matches(checkpoint: Path, cfg: TrainConfig) -> bool:
 
     ckpt = load_checkpoint(checkpoint)
     saved = ckpt.get("config")
-    return isinstance(saved, dict) and make_config(saved).to_dict() == cfg.to_dict() and int(ckpt["epoch"]) >= cfg.epochs
+    return (
+        isinstance(saved, dict)
+        and make_config(saved).to_dict() == cfg.to_dict()
+        and int(ckpt["epoch"]) >= cfg.epochs
+    )
 
 
 def trained_checkpoint(cfg: TrainConfig, retrain: bool = False, progress: bool = True) -> Path:
@@ -103,7 +115,9 @@ def trained_checkpoint(cfg: TrainConfig, retrain: bool = False, progress: bool =
         if finished_run_matches(ckpt, cfg):
             print(f"reusing {ckpt} (a finished run of this configuration)")
             return ckpt
-        raise ValueError(f"{ckpt} holds a run of another configuration; set retrain = True to replace it, or "
-                         "point output_dir elsewhere with overrides")
+        raise ValueError(
+            f"{ckpt} holds a run of another configuration; set retrain = True to replace it, or "
+            "point output_dir elsewhere with overrides"
+        )
     print(f"training {cfg.model} into {cfg.output_dir} (no finished run of this configuration there)")
     return engine.train(cfg, progress=progress, overwrite=retrain).checkpoint

@@ -25,11 +25,25 @@ LOCK_NAME = ".refseg.lock"
 # Parameters that may differ from the checkpoint's when resuming: how long and how often, where the
 # files go and how fast it runs. Anything else (model, data, optimiser, schedule, seed, batch) would
 # either be silently ignored (the optimiser and schedule states are restored) or change the run.
-RESUME_SAFE = frozenset({
-    "epochs", "time_limit_s", "log_every", "eval_every", "checkpoint_every", "tensorboard", "num_workers",
-    "device", "precision", "compile", "channels_last", "eval_batch_size", "output_dir", "data_root",
-    "init_from",
-})
+RESUME_SAFE = frozenset(
+    {
+        "epochs",
+        "time_limit_s",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "tensorboard",
+        "num_workers",
+        "device",
+        "precision",
+        "compile",
+        "channels_last",
+        "eval_batch_size",
+        "output_dir",
+        "data_root",
+        "init_from",
+    }
+)
 
 
 def check_resume(ckpt: Mapping[str, Any], cfg, resume) -> None:
@@ -37,8 +51,10 @@ def check_resume(ckpt: Mapping[str, Any], cfg, resume) -> None:
     configuration saved in the checkpoint ``ckpt`` (loaded from ``resume``) and may not change on resume."""
     mcfg = ckpt.get("model_config") or {}
     if isinstance(mcfg, Mapping) and mcfg.get("name") not in (None, cfg.model):
-        raise ValueError(f"--resume {resume} holds a {mcfg.get('name')} model, but parameter 'model' is "
-                         f"{cfg.model!r}; resume it with its own configuration (omit --config)")
+        raise ValueError(
+            f"--resume {resume} holds a {mcfg.get('name')} model, but parameter 'model' is "
+            f"{cfg.model!r}; resume it with its own configuration (omit --config)"
+        )
     saved = ckpt.get("config")
     if not isinstance(saved, Mapping):
         return
@@ -50,9 +66,11 @@ def check_resume(ckpt: Mapping[str, Any], cfg, resume) -> None:
         if key == "milestones" and isinstance(old, list):
             old = sorted(old)
         if old != value:
-            raise ValueError(f"parameter {key!r} is {value!r} but {old!r} in the checkpoint {resume}; a resumed "
-                             f"run may change only {', '.join(sorted(RESUME_SAFE - {'init_from'}))} "
-                             "(start a new run with init_from to change the others)")
+            raise ValueError(
+                f"parameter {key!r} is {value!r} but {old!r} in the checkpoint {resume}; a resumed "
+                f"run may change only {', '.join(sorted(RESUME_SAFE - {'init_from'}))} "
+                "(start a new run with init_from to change the others)"
+            )
 
 
 def _held(out: Path) -> list[str]:
@@ -91,10 +109,13 @@ def _make_folder(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except (NotADirectoryError, FileExistsError):
-        raise ValueError(f"parameter 'output_dir' {str(out)!r} lies under a regular file; choose a folder "
-                         "path") from None
+        raise ValueError(
+            f"parameter 'output_dir' {str(out)!r} lies under a regular file; choose a folder path"
+        ) from None
     except OSError as exc:
-        raise ValueError(f"parameter 'output_dir' {str(out)!r} cannot be created ({exc.strerror or exc})") from None
+        raise ValueError(
+            f"parameter 'output_dir' {str(out)!r} cannot be created ({exc.strerror or exc})"
+        ) from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise ValueError(f"parameter 'output_dir' {str(out)!r} is not writable")
 
@@ -117,8 +138,10 @@ class _Lock:
             except FileExistsError:
                 raise ValueError(self._busy_message()) from None
             except OSError as exc:
-                raise ValueError(f"parameter 'output_dir' {str(self.path.parent)!r} is not writable "
-                                 f"({exc.strerror or exc})") from None
+                raise ValueError(
+                    f"parameter 'output_dir' {str(self.path.parent)!r} is not writable "
+                    f"({exc.strerror or exc})"
+                ) from None
             if fcntl is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -143,8 +166,10 @@ class _Lock:
             who = self.path.read_text().strip() or "another process"
         except OSError:
             who = "another process"
-        return (f"parameter 'output_dir' {str(self.path.parent)!r} is in use by another run ({who}); wait for "
-                f"it to finish or choose another output_dir")
+        return (
+            f"parameter 'output_dir' {str(self.path.parent)!r} is in use by another run ({who}); wait for "
+            f"it to finish or choose another output_dir"
+        )
 
     def release(self) -> None:
         if self.fd is None:
@@ -173,10 +198,12 @@ def claim(output_dir, *, resume=None, overwrite: bool = False, enabled: bool = T
             if overwrite and not own:
                 _clear(out)
             elif not own:
-                how = (f"resuming {resume} into it would mix two runs; " if resume is not None else "")
-                raise ValueError(f"parameter 'output_dir' {str(out)!r} already holds a run ({', '.join(held)}); "
-                                 f"{how}choose another output_dir, continue that run with --resume "
-                                 f"{out / 'last.pt'}, or replace it with --overwrite (overwrite=True)")
+                how = f"resuming {resume} into it would mix two runs; " if resume is not None else ""
+                raise ValueError(
+                    f"parameter 'output_dir' {str(out)!r} already holds a run ({', '.join(held)}); "
+                    f"{how}choose another output_dir, continue that run with --resume "
+                    f"{out / 'last.pt'}, or replace it with --overwrite (overwrite=True)"
+                )
         _remove_stale_temporaries(out)
         yield out
     finally:

@@ -26,8 +26,10 @@ def path(name: str) -> Path:
     """The file of the shipped configuration ``name``; a clear error lists the valid names."""
     p = CONFIG_DIR / f"{name}.yaml"
     if name == PUBLISHED or not p.is_file():
-        raise ValueError(f"unknown configuration {name!r}; shipped configurations: {', '.join(names())} "
-                         "(or give the path of a YAML file)")
+        raise ValueError(
+            f"unknown configuration {name!r}; shipped configurations: {', '.join(names())} "
+            "(or give the path of a YAML file)"
+        )
     return p
 
 

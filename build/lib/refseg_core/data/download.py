@@ -46,8 +46,9 @@ def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progress: bool = True,
-             timeout: float = 60.0) -> Path:
+def download(
+    url: str, dest: str | os.PathLike, sha256: str | None = None, progress: bool = True, timeout: float = 60.0
+) -> Path:
     """Stream ``url`` to ``dest``; verify ``sha256`` when given. Returns ``dest``.
 
     An existing ``dest`` with the right checksum is kept (no request is made). On any failure the
@@ -69,8 +70,10 @@ def download(url: str, dest: str | os.PathLike, sha256: str | None = None, progr
                     bar.update(len(block))
             # http.client ends a cut-off body quietly (an empty read); the announced length is the check.
             if total is not None and got != total:
-                raise DownloadError(f"the transfer ended after {got} of the {total} bytes announced "
-                                    "(Content-Length); the connection was cut")
+                raise DownloadError(
+                    f"the transfer ended after {got} of the {total} bytes announced "
+                    "(Content-Length); the connection was cut"
+                )
     except Exception as exc:
         partial.unlink(missing_ok=True)
         raise DownloadError(f"could not download {url}: {exc}") from exc
@@ -94,7 +97,10 @@ def extract_zip(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> list
     with zf, tempfile.TemporaryDirectory(dir=dest_dir, prefix=".extract-") as tmp:
         for name in zf.namelist():
             target = (Path(tmp) / name).resolve()
-            if not str(target).startswith(str(Path(tmp).resolve()) + os.sep) and target != Path(tmp).resolve():
+            if (
+                not str(target).startswith(str(Path(tmp).resolve()) + os.sep)
+                and target != Path(tmp).resolve()
+            ):
                 raise DownloadError(f"{archive} contains an unsafe path {name!r}; refusing to extract")
         try:
             zf.extractall(tmp)
@@ -110,8 +116,13 @@ def extract_zip(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> list
     return moved
 
 
-def download_and_extract(url: str, dest_dir: str | os.PathLike, sha256: str | None = None,
-                         keep_archive: bool = False, progress: bool = True) -> list[Path]:
+def download_and_extract(
+    url: str,
+    dest_dir: str | os.PathLike,
+    sha256: str | None = None,
+    keep_archive: bool = False,
+    progress: bool = True,
+) -> list[Path]:
     """Download a zip archive from ``url`` and extract it into ``dest_dir``."""
     dest_dir = Path(dest_dir)
     archive = dest_dir / Path(urllib.request.urlparse(url).path).name
@@ -123,9 +134,14 @@ def download_and_extract(url: str, dest_dir: str | os.PathLike, sha256: str | No
             archive.unlink(missing_ok=True)
 
 
-def prepare_refer_data(data_root: str | os.PathLike, refer_base_url: str, datasets=REFER_ARCHIVES,
-                       coco_url: str | None = COCO_TRAIN2014_URL, checksums: dict | None = None,
-                       progress: bool = True) -> Path:
+def prepare_refer_data(
+    data_root: str | os.PathLike,
+    refer_base_url: str,
+    datasets=REFER_ARCHIVES,
+    coco_url: str | None = COCO_TRAIN2014_URL,
+    checksums: dict | None = None,
+    progress: bool = True,
+) -> Path:
     """Lay out ``data_root`` as the REFER loader expects: ``<root>/<dataset>/refs(*).p``,
     ``instances.json`` and ``<root>/images/train2014/``.
 
@@ -141,16 +157,19 @@ def prepare_refer_data(data_root: str | os.PathLike, refer_base_url: str, datase
     checksums = {**KNOWN_SHA256, **(checksums or {})}
     unverified = [name for name in datasets if not checksums.get(name)]
     if unverified:
-        warnings.warn(f"no SHA-256 is known for {', '.join(unverified)} (the REFER server is down and its "
-                      "archives were never published with checksums): they are downloaded unverified; pass "
-                      "checksums={name: sha256} to check your mirror's copies", stacklevel=2)
+        warnings.warn(
+            f"no SHA-256 is known for {', '.join(unverified)} (the REFER server is down and its "
+            "archives were never published with checksums): they are downloaded unverified; pass "
+            "checksums={name: sha256} to check your mirror's copies",
+            stacklevel=2,
+        )
     for name in datasets:
-        download_and_extract(f"{refer_base_url.rstrip('/')}/{name}", root, checksums.get(name), progress=progress)
+        download_and_extract(
+            f"{refer_base_url.rstrip('/')}/{name}", root, checksums.get(name), progress=progress
+        )
     if coco_url:
         images = root / "images"
         download_and_extract(coco_url, images, checksums.get(Path(coco_url).name), progress=progress)
         if not (images / "train2014").is_dir():
             raise DownloadError(f"{coco_url} did not contain a train2014/ folder")
     return root
-
-

@@ -13,9 +13,11 @@ from refseg_core.vocabulary import split_words
 KINDS = ("attribute", "location", "relation")
 RELATION_WORDS = frozenset(
     "above below under beneath over beside next near nearest closest by touching touches overlapping behind "
-    "between of than".split())
+    "between of than".split()
+)
 LOCATION_WORDS = frozenset(
-    "left right top bottom middle center centre leftmost rightmost upper lower highest lowest corner far".split())
+    "left right top bottom middle center centre leftmost rightmost upper lower highest lowest corner far".split()
+)
 
 
 def expression_kind(text: str) -> str:

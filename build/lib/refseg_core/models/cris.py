@@ -34,8 +34,13 @@ from torch import nn
 from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.clip import TINY_DEFAULTS, build_clip_backbone
-from refseg_core.models.layers import (MultiHeadAttention, add_coords, conv_bn_relu, sine_position_1d,
-                                      sine_position_2d)
+from refseg_core.models.layers import (
+    MultiHeadAttention,
+    add_coords,
+    conv_bn_relu,
+    sine_position_1d,
+    sine_position_2d,
+)
 
 
 def _up2(x: torch.Tensor) -> torch.Tensor:
@@ -55,12 +60,15 @@ class CRISNeck(nn.Module):
       CoordConv 3x3 (x, y channels appended) and a 3x3 conv.
     """
 
-    def __init__(self, in_channels=(512, 1024, 1024), channels=(256, 512, 1024), state_dim: int | None = None):
+    def __init__(
+        self, in_channels=(512, 1024, 1024), channels=(256, 512, 1024), state_dim: int | None = None
+    ):
         super().__init__()
         c3, c4, c5 = channels
         state_dim = in_channels[2] if state_dim is None else state_dim
-        self.sentence_proj = nn.Sequential(nn.Linear(state_dim, c5, bias=False), nn.BatchNorm1d(c5),
-                                           nn.ReLU(inplace=True))
+        self.sentence_proj = nn.Sequential(
+            nn.Linear(state_dim, c5, bias=False), nn.BatchNorm1d(c5), nn.ReLU(inplace=True)
+        )
         self.v5_proj = conv_bn_relu(in_channels[2], c5, 1)
         self.f5_norm = nn.Sequential(nn.BatchNorm2d(c5), nn.ReLU(inplace=True))
         self.v4_proj = conv_bn_relu(in_channels[1], c4, 3)
@@ -101,9 +109,18 @@ class DecoderLayer(nn.Module):
         self.self_attn_norm = nn.LayerNorm(dim)
         self.cross_attn = MultiHeadAttention(dim, heads, dropout, kv_dim=word_dim)
         self.cross_attn_norm = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, dim_ffn), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                 nn.LayerNorm(dim_ffn), nn.Linear(dim_ffn, dim))
-        self.dropout1, self.dropout2, self.dropout3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+        self.ffn = nn.Sequential(
+            nn.Linear(dim, dim_ffn),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.LayerNorm(dim_ffn),
+            nn.Linear(dim_ffn, dim),
+        )
+        self.dropout1, self.dropout2, self.dropout3 = (
+            nn.Dropout(dropout),
+            nn.Dropout(dropout),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x, words, pos, word_pos, attend, return_attention: bool = False):
         """``x (B, HW, D)``, ``words (B, L, Dw)``, ``pos (HW, D)``, ``word_pos (L, Dw)``, ``attend (B, L)``
@@ -112,7 +129,9 @@ class DecoderLayer(nn.Module):
         qk = h + pos
         x = x + self.dropout1(self.self_attn_norm(self.self_attn(qk, qk, h)[0]))
         h = self.norm2(x)
-        out, weights = self.cross_attn(h + pos, words + word_pos, words, attend, need_weights=return_attention)
+        out, weights = self.cross_attn(
+            h + pos, words + word_pos, words, attend, need_weights=return_attention
+        )
         x = x + self.dropout2(self.cross_attn_norm(out))
         x = x + self.dropout3(self.ffn(self.norm3(x)))
         return x, weights
@@ -128,11 +147,14 @@ class VisionLanguageDecoder(nn.Module):
     Positions: 2-D sine encoding for pixels, 1-D for words (:mod:`refseg_core.models.layers`).
     """
 
-    def __init__(self, num_layers=3, dim=512, heads=8, dim_ffn=2048, dropout=0.1, word_dim: int | None = None):
+    def __init__(
+        self, num_layers=3, dim=512, heads=8, dim_ffn=2048, dropout=0.1, word_dim: int | None = None
+    ):
         super().__init__()
         self.word_dim = dim if word_dim is None else word_dim
-        self.layers = nn.ModuleList(DecoderLayer(dim, heads, dim_ffn, dropout, self.word_dim)
-                                    for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(dim, heads, dim_ffn, dropout, self.word_dim) for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, vis, words, pad_mask, return_attention: bool = False):
@@ -163,9 +185,13 @@ class TextToPixelProjector(nn.Module):
         super().__init__()
         c = dim // 2
         self.kernel_size = kernel_size
-        self.vis = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear"), conv_bn_relu(dim, dim, 3),
-                                 nn.Upsample(scale_factor=2, mode="bilinear"), conv_bn_relu(dim, c, 3),
-                                 nn.Conv2d(c, c, 1))
+        self.vis = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            conv_bn_relu(dim, dim, 3),
+            nn.Upsample(scale_factor=2, mode="bilinear"),
+            conv_bn_relu(dim, c, 3),
+            nn.Conv2d(c, c, 1),
+        )
         self.dynamic_kernel = nn.Linear(state_dim, c * kernel_size * kernel_size + 1)
 
     def kernels(self, state):
@@ -194,8 +220,16 @@ class CRIS(RefSegModel):
 
     decoder_stride = 16  # the neck ends at H/16 and the decoder keeps that grid (Sec. 3.2-3.3)
 
-    def __init__(self, backbone, neck_channels=(256, 512, 1024), num_layers=3, num_heads=8, dim_ffn=2048,
-                 dropout=0.1, freeze_token_embedding=False):
+    def __init__(
+        self,
+        backbone,
+        neck_channels=(256, 512, 1024),
+        num_layers=3,
+        num_heads=8,
+        dim_ffn=2048,
+        dropout=0.1,
+        freeze_token_embedding=False,
+    ):
         super().__init__()
         self.backbone = backbone
         dim = neck_channels[1]
@@ -205,7 +239,9 @@ class CRIS(RefSegModel):
         # Official quirk (b): the token embedding trains unless asked otherwise.
         self.backbone.token_embedding.weight.requires_grad_(not freeze_token_embedding)
 
-    def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
+    def forward_features(
+        self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True
+    ) -> dict:
         """Every intermediate the CRIS chapter shows, keyed by name (shapes for RN50 at 416).
 
         The keys of the model protocol (:class:`refseg_core.models.base.RefSegModel`): ``fused`` the neck
@@ -219,10 +255,14 @@ class CRIS(RefSegModel):
         (B,256,3,3), ``bias`` (B,).
         """
         if tokens.ndim != 2 or tokens.shape[0] != images.shape[0]:
-            raise ValueError(f"tokens must be (B, L) with B = {images.shape[0]} images, got {tuple(tokens.shape)}")
+            raise ValueError(
+                f"tokens must be (B, L) with B = {images.shape[0]} images, got {tuple(tokens.shape)}"
+            )
         if self.training and images.shape[0] < 2:
-            raise ValueError("CRIS in training mode needs a batch of >= 2 (BatchNorm1d on the sentence, as in the "
-                             "official code); use model.eval() for a single sample")
+            raise ValueError(
+                "CRIS in training mode needs a batch of >= 2 (BatchNorm1d on the sentence, as in the "
+                "official code); use model.eval() for a single sample"
+            )
         v3, v4, v5 = self.backbone.encode_image(images)
         words, state, pad_mask = self.backbone.encode_text(tokens)
         fused = self.neck(v3, v4, v5, state)
@@ -233,9 +273,22 @@ class CRIS(RefSegModel):
             b, _, h, w = dec.shape  # last layer, mean over heads: (B, HW, L) -> (B, L, h, w)
             word_attention = layers[-1].mean(1).transpose(1, 2).reshape(b, -1, h, w)
         logits, z, kernel, bias = self.projector(dec, state, return_parts=True)
-        return dict(v3=v3, v4=v4, v5=v5, words=words, state=state, pad_mask=pad_mask, fused=fused, decoder=dec,
-                    word_attention=word_attention, word_attention_layers=layers, pixel_embeddings=z,
-                    kernel=kernel, bias=bias, logits=logits)
+        return dict(
+            v3=v3,
+            v4=v4,
+            v5=v5,
+            words=words,
+            state=state,
+            pad_mask=pad_mask,
+            fused=fused,
+            decoder=dec,
+            word_attention=word_attention,
+            word_attention_layers=layers,
+            pixel_embeddings=z,
+            kernel=kernel,
+            bias=bias,
+            logits=logits,
+        )
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self.forward_features(images, tokens, return_attention=False)["logits"]
@@ -251,7 +304,9 @@ class CRIS(RefSegModel):
         bce = F.binary_cross_entropy_with_logits(logits, target)
         return dict(loss=bce, logits=logits, bce=bce.detach())
 
-    def param_groups(self, lr: float, backbone_lr_mult: float = 0.1, official_quirk: bool = False) -> list[dict]:
+    def param_groups(
+        self, lr: float, backbone_lr_mult: float = 0.1, official_quirk: bool = False
+    ) -> list[dict]:
         """Two Adam groups, as the official ``build_segmenter``:
 
         * ``backbone``: parameters named ``backbone.*`` except those whose name contains
@@ -271,11 +326,15 @@ class CRIS(RefSegModel):
             is_backbone = name.startswith("backbone.") and "positional_embedding" not in name
             (backbone if is_backbone else head).append(p)
         b_lr = lr * backbone_lr_mult
-        return [dict(params=backbone, lr=lr if official_quirk else b_lr, initial_lr=b_lr, name="backbone"),
-                dict(params=head, lr=lr, initial_lr=lr, name="head")]
+        return [
+            dict(params=backbone, lr=lr if official_quirk else b_lr, initial_lr=b_lr, name="backbone"),
+            dict(params=head, lr=lr, initial_lr=lr, name="head"),
+        ]
 
 
-def official_epoch_lrs(groups: list[dict], epoch: int, base_lr: float, milestones=(35,), gamma: float = 0.1) -> list[float]:
+def official_epoch_lrs(
+    groups: list[dict], epoch: int, base_lr: float, milestones=(35,), gamma: float = 0.1
+) -> list[float]:
     """The learning rate of each param group during 1-based ``epoch`` in the official ``train.py``.
 
     Official quirk (a): its param groups carry only ``initial_lr``, so ``Adam(param_list, lr=base_lr)``
@@ -296,23 +355,49 @@ def official_epoch_lrs(groups: list[dict], epoch: int, base_lr: float, milestone
 
 
 # ----------------------------------------------------------------------------------------- builders
-_COMMON = dict(pretrained=None, word_len=17, input_size=416, freeze_token_embedding=False,
-               neck_channels=(256, 512, 1024), num_layers=3, num_heads=8, dim_ffn=2048, dropout=0.1)
-_TINY = dict(_COMMON, input_size=128, neck_channels=(32, 64, 128), num_layers=1, num_heads=4, dim_ffn=128,
-             dropout=0.0, **TINY_DEFAULTS)
+_COMMON = dict(
+    pretrained=None,
+    word_len=17,
+    input_size=416,
+    freeze_token_embedding=False,
+    neck_channels=(256, 512, 1024),
+    num_layers=3,
+    num_heads=8,
+    dim_ffn=2048,
+    dropout=0.1,
+)
+_TINY = dict(
+    _COMMON,
+    input_size=128,
+    neck_channels=(32, 64, 128),
+    num_layers=1,
+    num_heads=4,
+    dim_ffn=128,
+    dropout=0.0,
+    **TINY_DEFAULTS,
+)
 
 
 def _build_cris(name: str, arch: str, defaults: dict, overrides: dict) -> CRIS:
     unknown = set(overrides) - set(defaults)
     if unknown:
-        raise ValueError(f"{name}: unknown keyword(s) {sorted(unknown)}; valid: {', '.join(sorted(defaults))}")
+        raise ValueError(
+            f"{name}: unknown keyword(s) {sorted(unknown)}; valid: {', '.join(sorted(defaults))}"
+        )
     cfg = {**defaults, **overrides}
     if cfg["pretrained"] is not None and cfg["pretrained"] != "openai":
         cfg["pretrained"] = str(cfg["pretrained"])
     tiny = {k: cfg[k] for k in TINY_DEFAULTS if k in cfg}
     backbone = build_clip_backbone(arch, pretrained=cfg["pretrained"], word_len=cfg["word_len"], **tiny)
-    model = CRIS(backbone, tuple(cfg["neck_channels"]), cfg["num_layers"], cfg["num_heads"], cfg["dim_ffn"],
-                 cfg["dropout"], cfg["freeze_token_embedding"])
+    model = CRIS(
+        backbone,
+        tuple(cfg["neck_channels"]),
+        cfg["num_layers"],
+        cfg["num_heads"],
+        cfg["dim_ffn"],
+        cfg["dropout"],
+        cfg["freeze_token_embedding"],
+    )
     from refseg_core.text import ClipTokenizer
 
     model.tokenizer = ClipTokenizer(cfg["word_len"])

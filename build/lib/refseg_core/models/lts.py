@@ -367,7 +367,9 @@ class LTS(RefSegModel):
                 f"tokens must be (B, L) with B = {images.shape[0]} images, got shape {tuple(tokens.shape)}"
             )
 
-    def forward_features(self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True) -> dict:
+    def forward_features(
+        self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True
+    ) -> dict:
         """The model's intermediates by name (the keys of :class:`refseg_core.models.base.RefSegModel`).
 
         ``fused`` (B, D, H/8, W/8): the cross-modal map F (Sec. 3.1); ``prior_logits`` (B, 1, H/8, W/8):
@@ -384,13 +386,20 @@ class LTS(RefSegModel):
         prior = attention = None
         x = fused
         if self.locator is not None:
-            prior, attention = self.locator(fused, words, valid, sentence, return_attention)  # (B, 1, H/8, W/8)
+            prior, attention = self.locator(
+                fused, words, valid, sentence, return_attention
+            )  # (B, 1, H/8, W/8)
             p = torch.sigmoid(prior)
             if p.shape[-2:] != fused.shape[-2:]:
                 p = F.interpolate(p, size=fused.shape[-2:], mode="bilinear", align_corners=False)
             x = torch.cat([fused, p], dim=1)
-        return {"fused": fused, "prior_logits": prior, "decoder": x, "word_attention": attention,
-                "logits": self.segment(x)}
+        return {
+            "fused": fused,
+            "prior_logits": prior,
+            "decoder": x,
+            "word_attention": attention,
+            "logits": self.segment(x),
+        }
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """``images (B, 3, H, W), tokens (B, L) -> mask logits (B, 1, H/4, W/4)``."""
