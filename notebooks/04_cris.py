@@ -527,8 +527,9 @@ print(f"|difference| = {abs(ours - plain):.2e}")
 # The official parameter groups carry only `initial_lr`, so Adam gives every group the base rate, and the
 # scheduler corrects the backbone only after the first epoch. `official_epoch_lrs` writes that rule down.
 # The engine's own optimiser and schedule (`engine.build_optimizer`, then `engine.end_epoch` after each
-# epoch) take epoch 1's rates from it when `official_lr_quirk: true`; by default (`false`) they run the
-# intended schedule. `engine.lr_by_epoch` runs those two functions without training, for both settings.
+# epoch) take epoch 1's rates from it when `official_lr_quirk: true`, as every `cris_*` configuration
+# (the paper cells) sets it; with `false` (the `TrainConfig` default, an opt-in for the paper cells) they
+# run the intended schedule. `engine.lr_by_epoch` runs those two functions without training, for both settings.
 
 # %%
 show(engine.official_epoch_lrs)
@@ -578,7 +579,9 @@ print(
 
 # %% [markdown]
 # With pretrained CLIP weights, one epoch at ten times the intended rate can move the backbone away from
-# what CLIP learned. `official_lr_quirk: true` reproduces the official behaviour exactly.
+# what CLIP learned. The paper-cell configurations reproduce the official behaviour exactly
+# (`official_lr_quirk: true`); `--set official_lr_quirk=false` is the named opt-in for the schedule the
+# paper states.
 #
 # ### A token embedding that was meant to be frozen
 #
