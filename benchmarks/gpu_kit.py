@@ -129,9 +129,16 @@ def export_official(dest: Path, source: str) -> str | None:
         shutil.rmtree(dest)
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
-        r = subprocess.run(
-            ["git", "clone", "--quiet", "--no-checkout", source, str(clone)], capture_output=True, text=True
-        )
+        try:  # no prompt, and a bounded wait where GitHub cannot be reached
+            r = subprocess.run(
+                ["git", "clone", "--quiet", "--no-checkout", source, str(clone)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            )
+        except subprocess.TimeoutExpired:
+            return f"git clone {source} did not finish within 120 s"
         if r.returncode:
             return f"git clone {source} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}"
         dest.mkdir(parents=True)

@@ -29,7 +29,9 @@ def test_shipped_relative_paths_go_under_the_refseg_home(tmp_path, monkeypatch):
     cfg = load_config("smoke_cris", {"epochs": 1})
     assert cfg.data_root == str(tmp_path / "home" / "data" / "synthetic")
     assert cfg.output_dir == str(tmp_path / "home" / "runs" / "smoke_cris")
-    assert load_config("smoke_cris", {"output_dir": "/abs/run"}).output_dir == "/abs/run"  # overrides as given
+    assert (
+        load_config("smoke_cris", {"output_dir": "/abs/run"}).output_dir == "/abs/run"
+    )  # overrides as given
 
 
 def test_published_numbers_are_package_data():
@@ -46,7 +48,13 @@ def test_cris_paper_cells_run_the_official_recipe(name):
     assert cfg.official_lr_quirk is True
     assert cfg.precision == "fp16" and cfg.channels_last is False
     assert not cfg.model_overrides.get("freeze_token_embedding", False)
-    assert (cfg.lr, cfg.backbone_lr_mult, cfg.epochs, cfg.milestones, cfg.batch_size) == (1e-4, 0.1, 50, [35], 64)
+    assert (cfg.lr, cfg.backbone_lr_mult, cfg.epochs, cfg.milestones, cfg.batch_size) == (
+        1e-4,
+        0.1,
+        50,
+        [35],
+        64,
+    )
     assert cfg.input_size == 416 and cfg.pretrained == "openai" and cfg.sync_bn is True
     if "grefcoco" not in name:  # no official gRefCOCO config exists (GRES retrained CRIS); 22 is our choice
         assert cfg.word_len == (22 if "refcocog" in name else 17)
