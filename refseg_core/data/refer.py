@@ -1,5 +1,7 @@
 """REFER and G-REFER annotation loading: refs, COCO instances, target masks and images.
 
+Over 350 lines on purpose: REFER and G-REFER share every reader and differ only in a few fields.
+
 On-disk layout (lichengunc/refer; gRefCOCO of Liu et al., CVPR 2023)::
 
     <data_root>/<dataset>/refs(<split_by>).p     REFER: a pickle of a list of ref dicts

@@ -1,5 +1,8 @@
 """The embedded synthetic dataset, written in exactly the REFER / G-REFER on-disk formats.
 
+Over 350 lines on purpose: the writer of every on-disk form (COCO, REFER pickle, G-REFER JSON, manifest)
+and its CLI stay with the format rules they must obey.
+
 ``generate(out, flavour)`` renders coloured shapes (``synthetic_scenes``), describes them with
 referring expressions checked for uniqueness (``synthetic_language``) and writes::
 

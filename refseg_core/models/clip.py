@@ -1,5 +1,8 @@
 """CLIP ResNet + text transformer adapted for dense prediction (CRIS, Sec. 3.1 "Image & Text Encoder").
 
+Over 350 lines on purpose: the dense image read-out and the per-word text read-out of one CLIP model, with
+the loading of its weights, belong together (one file per paper part).
+
 CRIS keeps OpenAI's CLIP weights but needs *maps*, not one embedding per image, and *one state per
 word*, not one per sentence. This module wraps open_clip's modules (``ModifiedResNet`` and the text
 ``Transformer``) and changes only how they are read out:

@@ -1,5 +1,7 @@
 """CRIS: CLIP-Driven Referring Image Segmentation (Wang et al., CVPR 2022), as the official code builds it.
 
+Over 350 lines on purpose: the four parts of Fig. 2 are read side by side, as the paper presents them.
+
 Pipeline (paper Fig. 2; shapes for RN50 at 416x416):
 
 1. Encoders (Sec. 3.1, :mod:`refseg_core.models.clip`): ``v3 (B,512,52,52)``, ``v4 (B,1024,26,26)``,

@@ -1,5 +1,8 @@
 """LTS: "Locate then Segment" (Jing et al., CVPR 2021), the first open implementation.
 
+Over 350 lines on purpose: no official code exists, so every module of the model and the table of choices
+are kept in one file a reader can check against the paper.
+
 No official code exists. What the paper states (abstract, Fig. 2): a ConvNet encodes the image and a
 bi-GRU the expression; the two are fused into cross-modal features (Sec. 3.1); a cross-modal
 interaction module - "e.g. filtering and transformer" - turns them into an object **position prior**
