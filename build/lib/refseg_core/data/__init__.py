@@ -1,1 +1,0 @@
-"""Data: REFER / G-REFER loading, the synthetic dataset, letterboxing and the torch Dataset."""
