@@ -109,6 +109,7 @@ def build_environment(venv: Path) -> Path:
         ],
         check=True,
     )
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' scratch tree of that build
     wheels = sorted(dist.glob("refseg_core-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"[colab] expected one refseg_core wheel in {dist}, found {wheels}")
