@@ -1,0 +1,35 @@
+"""The bar the book's smoke runs must clear (issue 18), in one place: chapter 5 prints the verdict and
+``tests/test_smoke_learning.py`` fails CI when a run of ``make book`` misses it.
+
+A smoke run *learned* when its validation mIoU reaches ``min_mIoU`` and beats the best language-blind
+baseline (the whole image, the largest object) by ``min_margin``, within ``max_train_s`` seconds of
+training on an idle 2-core CPU. The runs are fixed in epochs and seeded, so the learning numbers are the
+same on any machine (up to float rounding between thread counts); only the time depends on the machine.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+BARS = {
+    "smoke_lts": {"min_mIoU": 0.50, "min_margin": 0.15, "max_train_s": 240.0},
+    "smoke_cris": {"min_mIoU": 0.45, "min_margin": 0.15, "max_train_s": 360.0},
+}
+
+
+def misses(config_name: str, metrics: Mapping, train_time_s: float) -> list[str]:
+    """What a run of ``config_name`` misses of its bar (empty: it learned). ``metrics`` is a
+    ``metrics.json`` (``mIoU`` and ``baselines``: ``{name: {"mIoU": ...}}``)."""
+    bar = BARS[config_name]
+    best = max(b["mIoU"] for b in metrics["baselines"].values())
+    out = []
+    if metrics["mIoU"] < bar["min_mIoU"]:
+        out.append(f"val mIoU {metrics['mIoU']:.3f} < {bar['min_mIoU']}")
+    if metrics["mIoU"] - best < bar["min_margin"]:
+        out.append(
+            f"val mIoU {metrics['mIoU']:.3f} is not {100 * bar['min_margin']:.0f} points above the best "
+            f"baseline {best:.3f}"
+        )
+    if train_time_s > bar["max_train_s"]:
+        out.append(f"trained {train_time_s:.0f} s, more than {bar['max_train_s']:.0f} s")
+    return out
