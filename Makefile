@@ -58,11 +58,7 @@ test-notebooks: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not browser"
 
-test-lint: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
-
-book: $(STAMP) browser
+test-book: $(STAMP) browser
 	$(PY) -m pytest tests/test_book_browser.py tests/test_smoke_learning.py
 
 reproduce: $(STAMP)
