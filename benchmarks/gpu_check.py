@@ -293,7 +293,7 @@ def part_training(check: Check) -> None:
         input_size=s["size"],
         batch=s["batch"],
         epochs=s["train_epochs"],
-        steps=curve[-1]["step"] if curve else None,
+        steps=max((h["step"] for h in result.history), default=None),
         train_time_s=round(result.train_time_s, 1),
         data_generation_s=round(data_s, 1),
         wall_s=round(time.time() - t0, 1),
