@@ -99,8 +99,8 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict:
     ``state_dict``, ``module.`` prefixes removed) or an OpenAI TorchScript file (``RN50.pt``).
 
     Nothing in the file is executed: checkpoints load with ``weights_only=True``, and a TorchScript
-    archive is never handed to ``torch.jit.load`` (its code runs when loaded); only its tensors are
-    read, by :func:`read_torchscript_tensors`.
+    archive is never handed to TorchScript's own loader (which runs the archive's code); only its
+    tensors are read, by :func:`read_torchscript_tensors`.
     """
     from open_clip.factory import load_state_dict
 
