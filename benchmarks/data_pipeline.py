@@ -1,5 +1,5 @@
 """Data pipeline speed: samples per second of :class:`~refseg_core.data.dataset.RefSegDataset` through
-the engine's own DataLoader (:func:`refseg_core.loaders.make_loader`: collate, pinned memory on CUDA) at a
+the engine's own DataLoader (:func:`refseg_core.engine.loaders.make_loader`: collate, pinned memory on CUDA) at a
 given input size and number of workers.
 
 Each item decodes a JPEG, letterboxes it to ``input_size``, decodes the target mask (pycocotools) and
@@ -20,7 +20,7 @@ from benchmarks.env import environment
 from refseg_core.data.dataset import RefSegDataset
 from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import ensure_synthetic
-from refseg_core.loaders import make_loader
+from refseg_core.engine.loaders import make_loader
 from refseg_core.text import ClipTokenizer
 
 

@@ -59,10 +59,10 @@ from matplotlib.ticker import MaxNLocator
 from torch.utils.data import DistributedSampler
 
 from refseg_core import configs, engine, smoke
-from refseg_core import distributed as distu
-from refseg_core.checkpoint import atomic_torch_save
 from refseg_core.config import load_config, make_config
 from refseg_core.data.dataset import RefSegDataset, collate
+from refseg_core.engine import distributed as distu
+from refseg_core.engine.checkpoint import atomic_torch_save
 from refseg_core.notebook import finish_dry_run, resolve_config, show_source
 from refseg_core.viz import curves
 
@@ -309,7 +309,7 @@ display(Markdown("\n".join(rows)))
 # copy of the model. Every step each process takes its own part of the batch, computes its gradients, and
 # DDP averages the gradients across processes (an all-reduce, overlapped with the backward pass) so that
 # every copy applies the same update. `torchrun --nproc_per_node W` starts the processes and gives each
-# `RANK`, `LOCAL_RANK` and `WORLD_SIZE`; `refseg_core.distributed` reads them and opens the process group:
+# `RANK`, `LOCAL_RANK` and `WORLD_SIZE`; `refseg_core.engine.distributed` reads them and opens the process group:
 
 # %%
 show_source(distu.setup)
@@ -554,7 +554,7 @@ display(Markdown("\n".join(verdicts)))
 # works on that grid ($26\times26$ at 416 px), and the projector only upsamples it by 4 (Sec. 3.2). LTS
 # fuses and segments at stride 8. The smoke runs feed 96-pixel synthetic images to a CPU, so the CRIS grid
 # is $6\times6$, and a small shape covers about one cell. How much of a mask can a map of that resolution
-# hold at all? `refseg_core.resolution.stride_ceiling` averages each ground-truth mask over the cells of a
+# hold at all? `refseg_core.stride_ceiling.stride_ceiling` averages each ground-truth mask over the cells of a
 # stride-$s$ grid, interpolates it back and scores it against the original. That gauges how much of a
 # shape such a grid keeps. It is not a strict bound: the learned upsampling after the grid (CRIS's
 # projector convolves again at stride 4) recovers part of what the averaging blurs, so a model can score
@@ -562,7 +562,7 @@ display(Markdown("\n".join(verdicts)))
 # `model.decoder_stride`, checked against the grid of the `decoder` map its `forward_features` returns:
 
 # %%
-from refseg_core.resolution import stride_ceiling
+from refseg_core.stride_ceiling import stride_ceiling
 
 val_masks = [
     probe_refer.ref_mask(r) for r in probe_refer.split_refs(cris_config.val_split)

@@ -68,14 +68,15 @@ from pycocotools import mask as mask_utils
 from torch.utils.data import DataLoader
 
 from refseg_core import configs as shipped
-from refseg_core import engine, postprocess
-from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
+from refseg_core import engine
 from refseg_core.config import make_config
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.expression_kind import KINDS, LOCATION_WORDS, RELATION_WORDS, expression_kind
 from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import ensure_synthetic
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, LetterboxParams, denormalize, inverse_letterbox
+from refseg_core.engine import postprocess
+from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.io import write_json
 from refseg_core.metrics import PR_THRESHOLDS, RefSegMetrics
 from refseg_core.notebook import finish_dry_run, resolve_config, show_source, trained_checkpoint

@@ -42,8 +42,8 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from refseg_core import configs, evidence
-from refseg_core import results as gather
 from refseg_core.config import read_config_values
+from refseg_core.engine import results as gather
 from refseg_core.paths import home
 
 published = gather.load_published()  # the shipped published.yaml
@@ -162,7 +162,7 @@ display(Markdown("\n".join(rows)))
 # ## The smoke runs of this build
 #
 # What the earlier chapters measured while this book was built: tiny models on the synthetic data, on a
-# CPU. They exercise the same code path as the full runs, so `refseg_core.results` reads them the same
+# CPU. They exercise the same code path as the full runs, so `refseg_core.engine.results` reads them the same
 # way, but no paper number belongs next to them (the papers did not use this data).
 
 # %%

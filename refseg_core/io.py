@@ -6,7 +6,7 @@ writes for a run (``last.pt``, ``log.csv``, ``metrics.json``, ``config.yaml``, `
 ``mask.png``) goes through :func:`atomic_path`.
 
 Temporary names are ``.<name>.tmp<pid>`` in the target's folder (hidden, and per process so that two
-processes never share one); :func:`refseg_core.run_dir.claim` removes those a killed run left behind.
+processes never share one); :func:`refseg_core.engine.run_dir.claim` removes those a killed run left behind.
 """
 
 from __future__ import annotations

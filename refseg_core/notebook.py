@@ -91,7 +91,7 @@ def show_table(rows, columns, headers=None, missing: str = "-") -> None:
 
 def finished_run_matches(checkpoint: Path, cfg: TrainConfig) -> bool:
     """True when ``checkpoint`` is the end of a run of exactly ``cfg`` (same configuration, all epochs)."""
-    from refseg_core.checkpoint import load_checkpoint
+    from refseg_core.engine.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     saved = ckpt.get("config")

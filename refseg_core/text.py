@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from refseg_core.vocabulary import split_words
+from refseg_core.words import split_words
 
 
 def check_expressions(texts: Sequence[str], allow_empty: bool = False) -> list[str]:

@@ -203,7 +203,7 @@ def test_occupied_output_dir_is_refused_unless_overwrite(run_dir, tmp_path, caps
 
 
 def test_a_locked_output_dir_is_refused(run_dir, tmp_path, capsys):
-    from refseg_core import run_dir as rd
+    from refseg_core.engine import run_dir as rd
 
     _, f, _ = run_dir
     with rd.claim(tmp_path / "busy"):
@@ -333,7 +333,7 @@ def test_weights_that_do_not_fit_are_one_sentence(run_dir, tmp_path, capsys):
 def test_disk_full_while_saving_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     import errno
 
-    from refseg_core.checkpoint import CheckpointWriteError, atomic_torch_save
+    from refseg_core.engine.checkpoint import CheckpointWriteError, atomic_torch_save
 
     atomic_torch_save({"a": torch.ones(2)}, tmp_path / "last.pt")
 

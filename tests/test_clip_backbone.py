@@ -222,10 +222,10 @@ def test_checkpoint_model_config_never_opens_a_weights_file(tmp_path, monkeypatc
     """A checkpoint whose model_config names pretrained= or glove_path= files: rebuilding it opens neither
     (its weights are in its state dict)."""
     import refseg_core.models.clip as clip_mod
-    from refseg_core.checkpoint import model_from_checkpoint
+    from refseg_core.engine.checkpoint import model_from_checkpoint
     from refseg_core.models import build_model
 
-    model = build_model("cris_tiny", input_size=64)
+    model = build_model("cris_tiny")
     cfg = dict(model.config, pretrained=str(tmp_path / "elsewhere.pt"))
     (tmp_path / "elsewhere.pt").write_bytes(b"x")
     opened = []

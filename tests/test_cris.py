@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from refseg_core.config import TrainConfig
+from refseg_core.engine.optim import lr_by_epoch, official_epoch_lrs
 from refseg_core.models import build_model
 from refseg_core.models.cris_official import load_official_checkpoint, official_to_ours, ours_to_official
 from refseg_core.models.layers import sine_position_1d, sine_position_2d
-from refseg_core.optim import lr_by_epoch, official_epoch_lrs
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_pretrained_local_path_reaches_the_backbone(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "clip.pt")
     model = build_model("cris_tiny", pretrained=tmp_path / "clip.pt")
     assert torch.equal(model.backbone.ln_final.weight, ref.ln_final.weight)
-    assert model.config["pretrained"] == str(tmp_path / "clip.pt")
+    assert model.init_sources["pretrained"] == str(tmp_path / "clip.pt") and model.config["pretrained"] is None
 
 
 def _count(model):

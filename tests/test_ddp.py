@@ -21,9 +21,9 @@ import yaml
 from _engine_data import synthetic_root, tiny_config
 
 from refseg_core import engine
-from refseg_core.checkpoint import load_checkpoint
 from refseg_core.config import make_config
 from refseg_core.data.refer import Refer
+from refseg_core.engine.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

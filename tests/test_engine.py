@@ -14,11 +14,12 @@ import torch
 from _engine_data import synthetic_root, tiny_config
 from pycocotools import mask as mask_utils
 
-from refseg_core import checkpoint as ckpt_mod
-from refseg_core import engine, training
-from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
+from refseg_core import engine
 from refseg_core.config import make_config
 from refseg_core.data.refer import Refer
+from refseg_core.engine import checkpoint as ckpt_mod
+from refseg_core.engine import loop as training
+from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""refseg_core.results (`python -m refseg_core gather`): result files -> one table with the paper numbers labelled by metric."""
+"""refseg_core.engine.results (`python -m refseg_core gather`): result files -> one table with the paper numbers labelled by metric."""
 
 import json
 import subprocess

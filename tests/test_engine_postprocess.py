@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from refseg_core.data.transforms import letterbox_mask, letterbox_params
-from refseg_core.postprocess import logits_to_masks, logits_to_probs
+from refseg_core.engine.postprocess import logits_to_masks, logits_to_probs
 
 
 def test_masks_come_back_at_original_size_and_respect_the_threshold():

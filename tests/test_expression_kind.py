@@ -25,7 +25,7 @@ def test_expression_kind(text, kind):
 
 
 def test_every_synthetic_template_kind_is_recognised():
-    from refseg_core import vocabulary as sl
+    from refseg_core.data import synthetic_lexicon as sl
 
     for loc, templates in sl.LOC_TEMPLATES.items():
         for t in templates:

@@ -151,7 +151,7 @@ def test_vocab_forms_and_unknown_words():
     same = build_model("lts_tiny", vocab=WordVocab(WORDS, max_len=5))
     assert same.tokenizer(["the purple square"]).tolist() == [tokens[0, :5].tolist()]
     default = build_model("lts_tiny")  # None -> the synthetic generator's words
-    from refseg_core.vocabulary import synthetic_vocabulary
+    from refseg_core.data.synthetic_lexicon import synthetic_vocabulary
 
     assert default.tokenizer.itos[2:] == synthetic_vocabulary()
 

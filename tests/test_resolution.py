@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from refseg_core.resolution import stride_ceiling
+from refseg_core.stride_ceiling import stride_ceiling
 
 
 def _disc(size, r, cx=None, cy=None):

@@ -12,7 +12,7 @@ from pycocotools import mask as mask_utils
 
 from refseg_core.data import synthetic as syn
 from refseg_core.data import synthetic_language as lang
-from refseg_core.vocabulary import split_words, synthetic_vocabulary
+from refseg_core.data.synthetic_lexicon import split_words, synthetic_vocabulary
 
 N, SIZE = 16, 72
 

@@ -3,12 +3,12 @@
 A rough, transparent rule, not a parser: a *relation* word ("above", "next to", "touching", "of" ...)
 makes it a relation expression; else a *location* word ("left", "top", "middle" ...) a location
 expression; else it names attributes only (colour, size, category). The word lists cover the synthetic
-templates (``refseg_core.vocabulary``) and the common RefCOCO phrasings.
+templates (``refseg_core.data.synthetic_lexicon``) and the common RefCOCO phrasings.
 """
 
 from __future__ import annotations
 
-from refseg_core.vocabulary import split_words
+from refseg_core.words import split_words
 
 KINDS = ("attribute", "location", "relation")
 RELATION_WORDS = frozenset(

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from refseg_core.vocabulary import (
+from refseg_core.data.synthetic_lexicon import (
     ATTR_TEMPLATES,
     COUNT_WORDS,
     LOC_TEMPLATES,
@@ -37,7 +37,7 @@ from refseg_core.vocabulary import (
 
 from .synthetic_scenes import COLOURS, SHAPES, Obj
 
-# The words and templates live in refseg_core.vocabulary (LTS's default vocabulary is read from them);
+# The words and templates live in refseg_core.data.synthetic_lexicon (LTS's default vocabulary is read from them);
 # which locations and relations a dataset flavour may use is a planning choice, made here.
 LOCS = ["left", "right", "top", "bottom", "top left", "top right", "bottom left", "bottom right", "middle"]
 RELS_ALL = ["left of", "right of", "above", "below", "near", "touching"]

@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 
-from refseg_core.vocabulary import COLOUR_NAMES
+from refseg_core.data.synthetic_lexicon import COLOUR_NAMES
 
 # (name, COCO-style supercategory). Category ids are 1-based positions in this list.
 SHAPES = ("circle", "square", "triangle", "star", "hexagon", "ring")
-# RGB of every colour word of the lexicon (refseg_core.vocabulary.COLOUR_NAMES), in its order.
+# RGB of every colour word of the lexicon (refseg_core.data.synthetic_lexicon.COLOUR_NAMES), in its order.
 _RGB = {
     "red": (220, 38, 38),
     "green": (34, 170, 60),

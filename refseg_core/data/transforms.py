@@ -14,7 +14,7 @@ no antialiasing, the same cubic kernel a = -0.75 and linear kernel as OpenCV). T
 makes the inverse a plain crop and resize and needs no OpenCV. Measured against OpenCV's ``warpAffine``
 on COCO-sized images into 416: mean absolute image difference about 2/255, and inverse-warped
 predictions thresholded at 0.35 agree with IoU above 0.995 (with the official ``align_corners=True``
-up-sampling of :mod:`refseg_core.postprocess`).
+up-sampling of :mod:`refseg_core.engine.postprocess`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,21 @@ from torch import nn
 # Keys every model's ``forward_features`` returns (a model may add its own).
 FEATURE_KEYS = ("fused", "decoder", "word_attention", "logits")
 
+# Keywords of build_model that name a file (or a download) of initial weights. A checkpoint carries its
+# weights in its state dict, so rebuilding it never needs them; a checkpoint that names one anyway
+# (edited, or from elsewhere) must not make the loader open, or execute, another file.
+WEIGHT_SOURCE_KEYS = ("pretrained", "glove_path")
+
+
+def without_weight_sources(model_config) -> dict:
+    """A copy of ``model_config`` with every initial-weight source it names (``pretrained``,
+    ``glove_path``) set to None: what a checkpoint stores and what rebuilding from one uses."""
+    cfg = dict(model_config)
+    for key in WEIGHT_SOURCE_KEYS:
+        if key in cfg:
+            cfg[key] = None
+    return cfg
+
 
 class RefSegModel(nn.Module):
     """Base class: ``forward(images (B,3,H,W), tokens (B,L)) -> logits (B,1,H/4,W/4)``.
@@ -25,6 +40,14 @@ class RefSegModel(nn.Module):
     tokenizer: Any
     config: dict
     decoder_stride: int
+    init_sources: dict
+
+    def record_config(self, cfg: dict) -> None:
+        """Keep the keywords that rebuild this model: ``self.config`` with every initial-weight source
+        set to None (:func:`without_weight_sources`; the state dict carries the weights, so a checkpoint
+        never names a file to open) and those sources in ``self.init_sources`` (what the run started from)."""
+        self.init_sources = {k: cfg[k] for k in WEIGHT_SOURCE_KEYS if k in cfg}
+        self.config = without_weight_sources(cfg)
 
     def forward_features(
         self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = True

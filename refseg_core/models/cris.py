@@ -21,7 +21,7 @@ Reproduction notes (behaviour of the official code, reproduced on purpose):
 * (b) ``token_embedding.requires_grad_ = False`` in the official CLIP is an attribute *assignment*, not
   a call, so the token embedding trains. Default ``freeze_token_embedding=False`` does the same; ``True``
   does what was meant.
-* (a) see :func:`refseg_core.optim.official_epoch_lrs`: the official optimiser runs the backbone at the
+* (a) see :func:`refseg_core.engine.optim.official_epoch_lrs`: the official optimiser runs the backbone at the
   base lr in epoch 1.
 * The sentence projection uses BatchNorm1d, so a training batch needs at least 2 samples.
 """
@@ -314,8 +314,8 @@ class CRIS(RefSegModel):
         * ``head``: everything else, including both positional embeddings, at ``lr``.
 
         Each group carries ``initial_lr`` (what the official scheduler decays from). The official first
-        epoch, which runs the backbone at ``lr`` too, is :func:`refseg_core.optim.official_epoch_lrs`
-        (``official_lr_quirk`` in :func:`refseg_core.optim.build_optimizer`). Frozen parameters are left out.
+        epoch, which runs the backbone at ``lr`` too, is :func:`refseg_core.engine.optim.official_epoch_lrs`
+        (``official_lr_quirk`` in :func:`refseg_core.engine.optim.build_optimizer`). Frozen parameters are left out.
         """
         backbone, head = [], []
         for name, p in self.named_parameters():
@@ -334,7 +334,6 @@ class CRIS(RefSegModel):
 _COMMON = dict(
     pretrained=None,
     word_len=17,
-    input_size=416,
     freeze_token_embedding=False,
     neck_channels=(256, 512, 1024),
     num_layers=3,
@@ -344,7 +343,6 @@ _COMMON = dict(
 )
 _TINY = dict(
     _COMMON,
-    input_size=128,
     neck_channels=(32, 64, 128),
     num_layers=1,
     num_heads=4,
@@ -377,7 +375,7 @@ def _build_cris(name: str, arch: str, defaults: dict, overrides: dict) -> CRIS:
     from refseg_core.text import ClipTokenizer
 
     model.tokenizer = ClipTokenizer(cfg["word_len"])
-    model.config = dict(name=name, **cfg)
+    model.record_config(dict(name=name, **cfg))
     return model
 
 

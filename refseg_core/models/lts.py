@@ -47,14 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refseg_core.checkpoint import without_weight_sources
+from refseg_core.data.synthetic_lexicon import synthetic_vocabulary
 from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.darknet import DarkNet53, load_darknet_weights
 from refseg_core.models.gru_text import GRUTextEncoder
 from refseg_core.models.layers import MultiHeadAttention, add_coords, conv_bn_relu
 from refseg_core.text import WordVocab
-from refseg_core.vocabulary import synthetic_vocabulary
 
 # Output biases start at logit(0.1) (RetinaNet's "prior probability" init): a referred object covers a
 # minority of cells, and starting at p = 0.5 makes the first hundreds of steps learn only that.
@@ -480,7 +479,7 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
 
     ``model.config`` rebuilds the same architecture and tokenizer with ``build_model(**model.config)``:
     it holds ``name`` and the vocabulary's words. Initial-weight sources (``pretrained``, ``glove_path``)
-    are stored as None there (:func:`refseg_core.checkpoint.without_weight_sources`: the checkpoint's
+    are stored as None there (:meth:`~refseg_core.models.base.RefSegModel.record_config`: the checkpoint's
     state dict carries the trained weights, so rebuilding never needs those files) and kept in
     ``model.init_sources``.
     """
@@ -517,10 +516,7 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
     model.glove_found = None
     if cfg["glove_path"] is not None:
         model.glove_found = model.text.init_from_glove(cfg["glove_path"], vocab.itos)
-    model.init_sources = {"pretrained": cfg["pretrained"], "glove_path": cfg["glove_path"]}
-    model.config = without_weight_sources(
-        dict(cfg, name=name, vocab=list(vocab.itos[2:]), word_len=vocab.max_len)
-    )
+    model.record_config(dict(cfg, name=name, vocab=list(vocab.itos[2:]), word_len=vocab.max_len))
     return model
 
 

@@ -1,26 +1,14 @@
-"""Words of referring expressions, shared by the models, the data generator and the analyses.
+"""The synthetic lexicon: the colour, shape, size and count words and the sentence templates the
+generator (:mod:`refseg_core.data.synthetic_language`) realises its forms with, and
+:func:`synthetic_vocabulary`, every word that lexicon can produce (LTS's default vocabulary).
 
-* :func:`split_words`: the one word split (LTS's :class:`refseg_core.text.WordVocab`, the synthetic
-  generator, :mod:`refseg_core.data.expression_kind`);
-* the synthetic lexicon: the colour, shape, size and count words and the sentence templates the
-  generator (:mod:`refseg_core.data.synthetic_language`) realises its forms with;
-* :func:`synthetic_vocabulary`: every word that lexicon can produce, LTS's default vocabulary.
-
-It imports neither torch nor the data package, so the models and the rendering workers can both use it.
+It imports neither torch nor the rest of the data package, so the models and the rendering workers can
+both use it; words are split by :func:`refseg_core.words.split_words`.
 """
 
 from __future__ import annotations
 
-import re
-
-_WORD_RE = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
-
-
-def split_words(text: str) -> list[str]:
-    """Lower-case word split: runs of letters and digits are words, every other non-space character
-    is a token of its own (``"Upper-left box." -> ["upper", "-", "left", "box", "."]``)."""
-    return _WORD_RE.findall(text.lower())
-
+from refseg_core.words import split_words
 
 # ------------------------------------------------------------------------------- synthetic lexicon
 COLOUR_NAMES = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")

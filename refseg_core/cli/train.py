@@ -7,7 +7,7 @@
 
 ``--resume CKPT`` alone continues the checkpoint's own run (its saved configuration, in the checkpoint's
 folder); ``--set`` (or ``--config``) may then change only what is safe to change on resume
-(:data:`refseg_core.run_dir.RESUME_SAFE`: epochs, time limit, logging, device, ...). A new run into an
+(:data:`refseg_core.engine.run_dir.RESUME_SAFE`: epochs, time limit, logging, device, ...). A new run into an
 ``output_dir`` that already holds one is refused unless ``--overwrite``.
 
 Exit status: 0 done; 2 bad parameters, missing data or an unusable output_dir; 3 non-finite loss;
@@ -76,13 +76,13 @@ def resume_config(ckpt: dict, ckpt_path, overrides: list[str]):
 
 
 def run(args) -> int:
-    from refseg_core import distributed as distu
     from refseg_core import engine
     from refseg_core.config import load_config, to_yaml
+    from refseg_core.engine import distributed as distu
 
     try:
         if args.resume and not args.config:
-            from refseg_core.checkpoint import load_checkpoint
+            from refseg_core.engine.checkpoint import load_checkpoint
 
             cfg = resume_config(load_checkpoint(args.resume), args.resume, args.overrides)
         else:

@@ -1,7 +1,7 @@
 """Evaluation, single-image prediction and the baselines a model must beat.
 
 * :func:`evaluate` — every sentence of every ref (or a DataLoader you give), the official CRIS
-  post-processing (:mod:`refseg_core.postprocess`: sigmoid, bicubic up-sampling, inverse letterbox,
+  post-processing (:mod:`refseg_core.engine.postprocess`: sigmoid, bicubic up-sampling, inverse letterbox,
   ``> 0.35``; official CRIS.pytorch ``engine/engine.py``, ``inference``) and
   :class:`~refseg_core.metrics.RefSegMetrics` (mIoU, oIoU, prec@X; gIoU, cIoU, N-acc, T-acc on G-REFER
   as in ReLA's evaluator).
@@ -23,11 +23,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from refseg_core import distributed as distu
-from refseg_core.loaders import Shard, make_loader
+from refseg_core.engine import distributed as distu
+from refseg_core.engine.loaders import Shard, make_loader
+from refseg_core.engine.postprocess import logits_to_masks, logits_to_probs
+from refseg_core.engine.step import amp_dtype, autocast, unwrap
 from refseg_core.metrics import RefSegMetrics
-from refseg_core.postprocess import logits_to_masks, logits_to_probs
-from refseg_core.step import amp_dtype, autocast, unwrap
 
 GRES_KEYS = ("gIoU", "cIoU", "N-acc", "T-acc", "no_target_samples")
 

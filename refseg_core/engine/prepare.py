@@ -6,7 +6,7 @@
   ``pretrained``; LTS gets its word vocabulary from the training expressions.
 * :func:`seed_everything` — Python, numpy and torch generators from one seed.
 
-Used by :func:`refseg_core.training.train`, the CLI's ``evaluate`` and the chapters.
+Used by :func:`refseg_core.engine.loop.train`, the CLI's ``evaluate`` and the chapters.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from refseg_core import distributed as distu
 from refseg_core.config import TrainConfig
+from refseg_core.engine import distributed as distu
 
 
 def _dataset_folder_missing(cfg: TrainConfig) -> bool:

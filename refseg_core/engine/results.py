@@ -11,7 +11,6 @@ Synthetic runs are listed without paper numbers (the papers did not use that dat
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -124,27 +123,3 @@ def table(rows: list[dict], published: list[dict]) -> tuple[str, list[dict]]:
         "number only with the measured column of the same metric."
     )
     return "\n".join(lines), out
-
-
-def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("runs", nargs="?", default="runs", help="folder searched for metrics.json / eval_*.json")
-    ap.add_argument(
-        "--published", default=None, help="published numbers (default: the shipped published.yaml)"
-    )
-    ap.add_argument("--out", help="output stem (default: <runs>/results)")
-
-
-def run(args) -> int:
-    from refseg_core.io import write_text
-
-    runs = Path(args.runs)
-    if not runs.is_dir():
-        print(f"gather: error: runs folder {runs} does not exist", file=sys.stderr)
-        return 2
-    rows = find_results(runs)
-    md, data = table(rows, load_published(args.published))
-    stem = Path(args.out) if args.out else runs / "results"
-    write_text(stem.with_name(stem.name + ".md"), md + "\n")
-    write_text(stem.with_name(stem.name + ".json"), json.dumps(data, indent=2, default=str))
-    print(md)
-    return 0

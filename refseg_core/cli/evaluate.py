@@ -37,10 +37,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import torch
 
-    from refseg_core import distributed as distu
     from refseg_core import engine
-    from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
     from refseg_core.config import load_config
+    from refseg_core.engine import distributed as distu
+    from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from refseg_core.io import write_json
 
     try:
@@ -48,7 +48,7 @@ def run(args) -> int:
         if args.config:
             cfg = load_config(args.config, args.overrides)
         else:
-            from refseg_core.cli_train import resume_config
+            from refseg_core.cli.train import resume_config
 
             cfg = resume_config(ckpt, args.checkpoint, args.overrides)
         check_same_model_and_data(ckpt, cfg, args.checkpoint)

@@ -2,7 +2,7 @@
 non-finite loss (:class:`NonFiniteLossError`) or CUDA running out of memory (:class:`OutOfMemory`).
 
 The official CRIS.pytorch ``train.py`` handles none of these; clusters pre-empt jobs with SIGTERM, so
-:func:`refseg_core.training.train` finishes the step, writes a checkpoint and raises
+:func:`refseg_core.engine.loop.train` finishes the step, writes a checkpoint and raises
 :class:`TrainingInterrupted` (the CLI exits with status 128 + signal).
 """
 

@@ -1,4 +1,4 @@
-"""One training step, as :func:`refseg_core.training.train`, chapter 5 and the benchmarks run it.
+"""One training step, as :func:`refseg_core.engine.loop.train`, chapter 5 and the benchmarks run it.
 
 * :func:`amp_dtype` / :func:`autocast` — the 16-bit type of a ``precision`` setting and its autocast context.
 * :class:`LossModule` — ``model.loss`` (+ an optional dice term) as ``forward``, so DDP and

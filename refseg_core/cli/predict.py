@@ -27,7 +27,7 @@ def run(args) -> int:
     from PIL import Image, UnidentifiedImageError
 
     from refseg_core import engine
-    from refseg_core.checkpoint import load_checkpoint, model_from_checkpoint
+    from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
     try:
         if args.threshold is not None and not 0 < args.threshold < 1:
@@ -52,7 +52,7 @@ def run(args) -> int:
                 image = im.copy()
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"image {path} cannot be read: {exc}") from exc
-        from refseg_core import distributed as distu
+        from refseg_core.engine import distributed as distu
 
         device = distu.resolve_device(args.device, distu.DistInfo())
         model = model_from_checkpoint(ckpt, map_location=device, source=args.checkpoint)

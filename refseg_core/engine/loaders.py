@@ -1,5 +1,5 @@
-"""DataLoaders and samplers of training and evaluation (one definition, used by :mod:`refseg_core.training`,
-:func:`refseg_core.evaluation.evaluate` and the data-pipeline benchmark).
+"""DataLoaders and samplers of training and evaluation (one definition, used by :mod:`refseg_core.engine.loop`,
+:func:`refseg_core.engine.evaluation.evaluate` and the data-pipeline benchmark).
 
 * :func:`make_loader` — a DataLoader over a :class:`~refseg_core.data.dataset.RefSegDataset` with
   :func:`~refseg_core.data.dataset.collate` batches (``image`` ``(B, 3, S, S)``, ``tokens`` ``(B, L)``,

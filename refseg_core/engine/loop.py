@@ -1,14 +1,14 @@
 """The training loop: :func:`train`, the one code path of the notebooks, the CLI and ``torchrun``.
 
 A run (:class:`_Run`) is built in the order that makes it resume exactly: seed, data
-(:func:`refseg_core.prepare.prepare_data`), model (fresh, or rebuilt from a checkpoint), datasets and
-samplers, optimiser and schedule (:func:`refseg_core.optim.build_optimizer`), the checkpoint's state
-restored last. Each step is :func:`refseg_core.step.train_step` + :func:`refseg_core.step.backward_step`;
-after each epoch the schedule steps (:func:`refseg_core.optim.end_epoch`), the model is validated
-(:func:`refseg_core.evaluation.evaluate`) and ``last.pt`` is written atomically. SIGINT / SIGTERM
+(:func:`refseg_core.engine.prepare.prepare_data`), model (fresh, or rebuilt from a checkpoint), datasets and
+samplers, optimiser and schedule (:func:`refseg_core.engine.optim.build_optimizer`), the checkpoint's state
+restored last. Each step is :func:`refseg_core.engine.step.train_step` + :func:`refseg_core.engine.step.backward_step`;
+after each epoch the schedule steps (:func:`refseg_core.engine.optim.end_epoch`), the model is validated
+(:func:`refseg_core.engine.evaluation.evaluate`) and ``last.pt`` is written atomically. SIGINT / SIGTERM
 (:class:`StopFlag`) and ``time_limit_s`` stop the loop after a step, all ranks together.
 
-The checkpoint's keys are described in :mod:`refseg_core.checkpoint`. This file is a little over 350
+The checkpoint's keys are described in :mod:`refseg_core.engine.checkpoint`. This file is a little over 350
 lines: :class:`_Run` is one object whose set-up order is what exact resumption depends on, so it is
 kept in one place to be read top to bottom.
 """
@@ -29,25 +29,24 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from refseg_core import distributed as distu
-from refseg_core.checkpoint import (
+from refseg_core.config import TrainConfig, make_config, save_config
+from refseg_core.engine import distributed as distu
+from refseg_core.engine.checkpoint import (
     atomic_torch_save,
     load_checkpoint,
     model_from_checkpoint,
     rebuild_kwargs,
     rng_state,
     set_rng_state,
-    without_weight_sources,
 )
-from refseg_core.config import TrainConfig, make_config, save_config
-from refseg_core.evaluation import evaluate, format_comparison, trivial_baselines
+from refseg_core.engine.evaluation import evaluate, format_comparison, trivial_baselines
+from refseg_core.engine.loaders import Shard, SkipSampler, make_loader
+from refseg_core.engine.optim import build_optimizer, end_epoch
+from refseg_core.engine.prepare import build_model_for, prepare_data, seed_everything
+from refseg_core.engine.runlog import RunLog, say
+from refseg_core.engine.step import LossModule, amp_dtype, backward_step, set_train_mode, train_step, unwrap
+from refseg_core.engine.stopping import NonFiniteLossError, OutOfMemory, StopFlag, TrainingInterrupted
 from refseg_core.io import write_json
-from refseg_core.loaders import Shard, SkipSampler, make_loader
-from refseg_core.optim import build_optimizer, end_epoch
-from refseg_core.prepare import build_model_for, prepare_data, seed_everything
-from refseg_core.runlog import RunLog, say
-from refseg_core.step import LossModule, amp_dtype, backward_step, set_train_mode, train_step, unwrap
-from refseg_core.stopping import NonFiniteLossError, OutOfMemory, StopFlag, TrainingInterrupted
 
 
 @dataclass
@@ -86,13 +85,13 @@ def train(
     :class:`OutOfMemory` on CUDA OOM, :class:`TrainingInterrupted` after SIGINT/SIGTERM (checkpoint
     written first).
 
-    Nothing is written before the checks pass (:mod:`refseg_core.run_dir`): an ``output_dir`` that
+    Nothing is written before the checks pass (:mod:`refseg_core.engine.run_dir`): an ``output_dir`` that
     already holds a run is refused unless ``resume`` is that run's checkpoint or ``overwrite=True``
     (which removes the old run's files); on resume, ``config=None`` means the checkpoint's own
-    configuration, and a config may differ from it only in :data:`refseg_core.run_dir.RESUME_SAFE`.
+    configuration, and a config may differ from it only in :data:`refseg_core.engine.run_dir.RESUME_SAFE`.
     A lock in ``output_dir`` keeps a second run out while this one writes.
     """
-    from refseg_core import run_dir
+    from refseg_core.engine import run_dir
 
     ckpt = load_checkpoint(resume) if resume is not None else None
     if config is None:
@@ -128,8 +127,8 @@ class _Run:
         seed_everything(cfg.seed)
         self.refer = prepare_data(cfg, info)
         self.model = self._build_model()
-        # the state dict carries the weights; rebuilding the model needs no weight file
-        self.model_config = without_weight_sources(self.model.config)
+        # the state dict carries the weights; rebuilding the model needs no weight file (record_config)
+        self.model_config = dict(self.model.config)
         self._place_model()
         self._build_data()
         self.optimizer, self.scheduler, self.warmup = build_optimizer(cfg, self.model)
@@ -161,7 +160,7 @@ class _Run:
 
     # ---------------------------------------------------------------------------------------- set-up
     def _build_model(self) -> nn.Module:
-        """Fresh (:func:`~refseg_core.prepare.build_model_for`), or rebuilt from the resumed or
+        """Fresh (:func:`~refseg_core.engine.prepare.build_model_for`), or rebuilt from the resumed or
         ``init_from`` checkpoint's own ``model_config`` (same vocabulary and shapes)."""
         cfg, init = self.cfg, None
         if self.ckpt is None and cfg.init_from is not None:

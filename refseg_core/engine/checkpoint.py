@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from refseg_core.io import atomic_path
+from refseg_core.models.base import without_weight_sources
 
 
 def rng_state() -> dict:
@@ -118,25 +119,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
-# Keywords of build_model that name a file (or a download) of initial weights. A checkpoint carries its
-# weights in its state dict, so rebuilding it never needs them; a checkpoint that names one anyway
-# (edited, or from elsewhere) must not make the loader open, or execute, another file.
-_WEIGHT_SOURCE_KEYS = ("pretrained", "glove_path")
-
-
-def without_weight_sources(model_config) -> dict:
-    """A copy of ``model_config`` with every initial-weight source it names (``pretrained``,
-    ``glove_path``) set to None: what a checkpoint stores and what rebuilding from one uses."""
-    cfg = dict(model_config)
-    for key in _WEIGHT_SOURCE_KEYS:
-        if key in cfg:
-            cfg[key] = None
-    return cfg
-
-
 def rebuild_kwargs(model_config) -> tuple[str, dict]:
     """``(name, keywords)`` for ``build_model`` from a checkpoint's ``model_config``, with every
-    initial-weight source (``pretrained``, ``glove_path``) set to None (:func:`without_weight_sources`)."""
+    initial-weight source (``pretrained``, ``glove_path``) set to None
+    (:func:`refseg_core.models.base.without_weight_sources`)."""
     if not isinstance(model_config, dict) or not isinstance(model_config.get("name"), str):
         raise ValueError("checkpoint's 'model_config' holds no model name; cannot rebuild the model")
     cfg = without_weight_sources(model_config)
@@ -181,5 +167,4 @@ __all__ = [
     "rebuild_kwargs",
     "rng_state",
     "set_rng_state",
-    "without_weight_sources",
 ]

@@ -1,0 +1,34 @@
+"""Command line: ``python -m refseg_core <command> ...`` (torchrun-ready).
+
+Commands: ``synth`` (write the synthetic dataset), ``train``, ``evaluate``, ``predict``, ``gather``.
+Each command lives in its own module, which exposes ``add_arguments(parser)`` and ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+COMMANDS = {
+    "synth": ("refseg_core.cli.synth", "write the synthetic dataset in REFER / G-REFER format"),
+    "train": ("refseg_core.cli.train", "train LTS or CRIS from a YAML parameter file"),
+    "evaluate": ("refseg_core.cli.evaluate", "evaluate a checkpoint on a split"),
+    "predict": ("refseg_core.cli.predict", "segment one image for one expression"),
+    "gather": (
+        "refseg_core.cli.gather",
+        "gather the results of runs into one table next to the papers' numbers",
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m refseg_core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(p)
+        modules[name] = module
+    args = parser.parse_args(argv)
+    return int(modules[args.command].run(args) or 0)
