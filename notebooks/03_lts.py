@@ -64,6 +64,7 @@ from refseg_core import configs, engine
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, denormalize
 from refseg_core.models import lts as lts_module
+from refseg_core.models import lts_fusion, lts_segment, position_prior
 from refseg_core.models.darknet import DarkNet53
 from refseg_core.models.gru_text import GRUTextEncoder
 from refseg_core.notebook import finish_dry_run, resolve_config
@@ -221,7 +222,7 @@ show(GRUTextEncoder.forward)
 # map $F \in \mathbb{R}^{D \times H/8 \times W/8}$ that feeds both Locate and Segment.
 
 # %%
-show(lts_module.Fusion.forward)
+show(lts_fusion.Fusion.forward)
 
 # %% [markdown]
 # ## Locate: the position prior (Sec. 3.2)
@@ -243,8 +244,8 @@ show(lts_module.Fusion.forward)
 # say which words each pixel listens to — we plot them after training.
 
 # %%
-show(lts_module.InteractionLayer.forward)
-show(lts_module.TransformerLocate.forward)
+show(position_prior.InteractionLayer.forward)
+show(position_prior.TransformerLocate.forward)
 
 # %% [markdown]
 # **Filtering.** The sentence generates $K$ dynamic $1\times1$ kernels $k_j = A_j s$ (with biases $b_j$),
@@ -257,13 +258,13 @@ show(lts_module.TransformerLocate.forward)
 # comes from the fusion's convolutions); the transformer sees every word and every position.
 
 # %%
-show(lts_module.FilterLocate.forward)
+show(position_prior.FilterLocate.forward)
 
 # %% [markdown]
 # The prior is supervised with the mask area-averaged to its grid, $\hat G_8$:
 
 # %%
-show(lts_module.prior_target_mask)
+show(position_prior.prior_target_mask)
 
 # %% [markdown]
 # ## Segment (Sec. 3.3)
@@ -278,7 +279,7 @@ show(lts_module.prior_target_mask)
 # (chapter 4); `model(images, tokens)` is its `logits`.
 
 # %%
-show(lts_module.SegmentHead.forward)
+show(lts_segment.SegmentHead.forward)
 show(lts_module.LTS.forward_features)
 
 # %% [markdown]

@@ -66,7 +66,10 @@ from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.transforms import denormalize, letterbox_image, normalize
 from refseg_core.models import build_model
 from refseg_core.models.clip import DenseClipBackbone
-from refseg_core.models.cris import CRIS, CRISNeck, DecoderLayer, TextToPixelProjector
+from refseg_core.models.cris import CRIS
+from refseg_core.models.cris_neck import CRISNeck
+from refseg_core.models.text_to_pixel import TextToPixelProjector
+from refseg_core.models.vl_decoder import DecoderLayer
 from refseg_core.notebook import finish_dry_run, resolve_config
 from refseg_core.notebook import show_source as show
 from refseg_core.viz import attention_to_words, curves, heatmap, overlay

@@ -186,7 +186,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
+def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ValueError(f"override {item!r} is not key=value")
     key, raw = item.split("=", 1)
@@ -280,7 +280,7 @@ def load_config(
         values.update(overrides)
     else:
         for item in overrides or []:
-            k, v = _parse_override(item)
+            k, v = parse_override(item)
             values[k] = v
     try:
         return make_config(values)

@@ -1,6 +1,7 @@
 """What a chapter needs around its subject, kept once here so that chapters call public API only: the
 parameters-cell logic (:func:`resolve_config`, with ``dry_run``), showing the package's own code
-(:func:`show_source`), Markdown tables from rows (:func:`markdown_table`), and reusing a finished run
+(:func:`show_source`), showing Markdown (:func:`show_markdown`; tables come from
+:mod:`refseg_core.tables`), and reusing a finished run
 instead of training it again (:func:`trained_checkpoint`).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping
 
 from refseg_core.config import TrainConfig, load_config, make_config, to_yaml
 
@@ -58,35 +59,19 @@ def finish_dry_run(dry_run: bool) -> None:
         stop_here("dry_run: the configuration(s) above were resolved; nothing was trained")
 
 
+def show_markdown(text: str) -> None:
+    """Display ``text`` (a table from :mod:`refseg_core.tables`, a verdict) as Markdown in a chapter."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
 def show_source(obj) -> None:
     """Display the source of a refseg_core function, method or class: the book shows the package's code,
     it never keeps a second copy."""
     from IPython.display import Code, display
 
     display(Code(inspect.getsource(obj), language="python"))
-
-
-def markdown_table(
-    rows: Iterable[Mapping[str, Any] | Sequence[Any]],
-    columns: Sequence[str],
-    headers: Sequence[str] | None = None,
-    missing: str = "-",
-) -> str:
-    """A Markdown table: one line per row (a mapping read by ``columns``, or a sequence in column order);
-    ``None`` prints as ``missing``."""
-    headers = list(headers or columns)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for r in rows:
-        cells = [r.get(c) for c in columns] if isinstance(r, Mapping) else list(r)
-        lines.append("| " + " | ".join(missing if v is None else str(v) for v in cells) + " |")
-    return "\n".join(lines)
-
-
-def show_table(rows, columns, headers=None, missing: str = "-") -> None:
-    """Display :func:`markdown_table` as Markdown."""
-    from IPython.display import Markdown, display
-
-    display(Markdown(markdown_table(rows, columns, headers, missing)))
 
 
 def finished_run_matches(checkpoint: Path, cfg: TrainConfig) -> bool:

@@ -29,6 +29,14 @@ def test_gather_results_table(tmp_path):
         model="cris_r50",
         dataset="refcoco",
         split="testA",
+        synthetic=False,
+    )
+    _write(  # an eval file that does not say what data it scored: never set next to a paper number
+        runs / "unknown" / "eval_refcoco_testB.json",
+        {"n": 5, "mIoU": 0.7, "oIoU": 0.69},
+        model="cris_r50",
+        dataset="refcoco",
+        split="testB",
     )
     _write(
         runs / "smoke" / "metrics.json",
@@ -60,6 +68,8 @@ def test_gather_results_table(tmp_path):
     assert "72.72 mIoU" in md  # testA row found its paper number
     assert "55.34 cIoU" in md and "56.27 gIoU" in md  # gRefCOCO: method "CRIS" without backbone
     assert "synthetic data" in md
+    assert "64.70" not in md and "does not say whether its data was synthetic" in md  # the testB file
     data = json.loads((runs / "results.json").read_text())
-    assert len(data) == 4 and {r["run"] for r in data} == {"cris_r50_refcoco", "smoke", "g"}
+    assert len(data) == 5 and {r["run"] for r in data} == {"cris_r50_refcoco", "smoke", "g", "unknown"}
+    assert all("meta" in r for r in data)
     assert "broken" in p.stderr  # a damaged file is reported and skipped

@@ -11,7 +11,8 @@ import torch
 
 from refseg_core.models import build_model
 from refseg_core.models.gru_text import GRUTextEncoder
-from refseg_core.models.lts import DEFAULTS, choices_table, prior_target_gaussian, prior_target_mask
+from refseg_core.models.lts import DEFAULTS, choices_table
+from refseg_core.models.position_prior import prior_target_gaussian, prior_target_mask
 from refseg_core.text import WordVocab
 
 WORDS = ["the", "red", "blue", "square", "circle", "left", "right", "of", "big"]

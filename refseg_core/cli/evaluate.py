@@ -41,14 +41,14 @@ def run(args) -> int:
     from refseg_core.config import load_config
     from refseg_core.engine import distributed as distu
     from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
-    from refseg_core.io import write_json
+    from refseg_core.engine.results import eval_meta, write_eval
 
     try:
         ckpt = load_checkpoint(args.checkpoint)
         if args.config:
             cfg = load_config(args.config, args.overrides)
         else:
-            from refseg_core.cli.train import resume_config
+            from refseg_core.engine.run_dir import resume_config
 
             cfg = resume_config(ckpt, args.checkpoint, args.overrides)
         check_same_model_and_data(ckpt, cfg, args.checkpoint)
@@ -79,22 +79,8 @@ def run(args) -> int:
             metrics, records = res if args.save_predictions else (res, None)
             results[split] = metrics
             if info.is_main:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                meta = {
-                    "checkpoint": str(args.checkpoint),
-                    "dataset": cfg.dataset,
-                    "split_by": cfg.split_by,
-                    "split": split,
-                    "threshold": cfg.eval_threshold,
-                    "input_size": cfg.input_size,
-                    "model": model.config.get("name"),
-                }
-                write_json(out_dir / f"eval_{cfg.dataset}_{split}.json", {**metrics, "meta": meta})
-                if records is not None:
-                    write_json(
-                        out_dir / f"predictions_{cfg.dataset}_{split}.json",
-                        {"meta": meta, "predictions": records},
-                    )
+                meta = eval_meta(cfg, split, args.checkpoint, model.config.get("name"))
+                write_eval(out_dir, metrics, meta, records)
                 print(f"{split}: " + json.dumps(metrics))
     except (ValueError, OSError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)

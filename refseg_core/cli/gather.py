@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from refseg_core.engine.results import find_results, load_published, table
+from refseg_core.engine.results import find_results, table
 from refseg_core.io import write_text
+from refseg_core.published import load as load_published
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:

@@ -53,44 +53,30 @@ def add_arguments(parser) -> None:
     )
 
 
-def resume_config(ckpt: dict, ckpt_path, overrides: list[str]):
-    """The configuration of a resumed run given no ``--config``: the checkpoint's own, in the checkpoint's
-    folder, plus ``overrides``."""
-    from pathlib import Path
-
-    from refseg_core.config import _parse_override, make_config
-
-    saved = ckpt.get("config")
-    if not isinstance(saved, dict):
-        raise ValueError(f"checkpoint {ckpt_path} holds no configuration; pass the run's --config")
-    values = dict(saved, output_dir=str(Path(ckpt_path).parent))
-    for item in overrides:
-        k, v = _parse_override(item)
-        values[k] = v
-    try:
-        return make_config(values)
-    except ValueError as exc:
-        raise ValueError(
-            f"{exc} (from --set)" if overrides else f"{exc} (in checkpoint {ckpt_path})"
-        ) from None
-
-
 def run(args) -> int:
     from refseg_core import engine
     from refseg_core.config import load_config, to_yaml
     from refseg_core.engine import distributed as distu
 
     try:
-        if args.resume and not args.config:
-            from refseg_core.engine.checkpoint import load_checkpoint
-
-            cfg = resume_config(load_checkpoint(args.resume), args.resume, args.overrides)
-        else:
-            cfg = load_config(args.config, args.overrides)
+        own_config = args.resume and not args.config  # the checkpoint's configuration, read by train
         if args.dry_run:
+            if own_config:
+                from refseg_core.engine.checkpoint import load_checkpoint
+                from refseg_core.engine.run_dir import resume_config
+
+                cfg = resume_config(load_checkpoint(args.resume), args.resume, args.overrides)
+            else:
+                cfg = load_config(args.config, args.overrides)
             print(to_yaml(cfg), end="")
             return 0
-        result = engine.train(cfg, progress=not args.quiet, resume=args.resume, overwrite=args.overwrite)
+        result = engine.train(
+            None if own_config else load_config(args.config, args.overrides),
+            progress=not args.quiet,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            overrides=args.overrides if own_config else (),
+        )
     except engine.TrainingInterrupted as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 128 + int(exc.signum)

@@ -254,22 +254,3 @@ def mask_polygons(m: np.ndarray) -> list[list[float]]:
         if rings:
             out.append(flat(_keyhole(rings[0], rings[1:])))
     return out
-
-
-def n_parts(m: np.ndarray) -> int:
-    """Number of 4-connected parts of a bool mask (small masks only; a flood fill in numpy)."""
-    lab = np.zeros(m.shape, dtype=np.int32)
-    count = 0
-    for y, x in zip(*np.nonzero(m)):
-        if lab[y, x]:
-            continue
-        count += 1
-        stack = [(y, x)]
-        lab[y, x] = count
-        while stack:
-            cy, cx = stack.pop()
-            for ny, nx in ((cy + 1, cx), (cy - 1, cx), (cy, cx + 1), (cy, cx - 1)):
-                if 0 <= ny < m.shape[0] and 0 <= nx < m.shape[1] and m[ny, nx] and not lab[ny, nx]:
-                    lab[ny, nx] = count
-                    stack.append((ny, nx))
-    return count

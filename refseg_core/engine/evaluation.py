@@ -6,16 +6,17 @@
   :class:`~refseg_core.metrics.RefSegMetrics` (mIoU, oIoU, prec@X; gIoU, cIoU, N-acc, T-acc on G-REFER
   as in ReLA's evaluator).
 * :func:`predict` — one PIL image and one expression -> probability map and mask at the image's size.
-* :func:`trivial_baselines` — what a model must beat: the whole image, and the largest object.
-* :func:`format_comparison` — metric dicts as a small fixed-width table; :func:`mask_to_rle` — a mask
-  as COCO RLE (the per-sample predictions file).
+* :func:`trivial_baselines` — what a model must beat: the whole image, and the largest object
+  (:func:`refseg_core.verdicts.best_baseline` picks the stronger).
+
+Predicted masks go to the per-sample records as COCO RLE (:mod:`refseg_core.data.rle`).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,10 +24,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from refseg_core.data.rle import mask_to_rle
 from refseg_core.engine import distributed as distu
 from refseg_core.engine.loaders import Shard, make_loader
 from refseg_core.engine.postprocess import logits_to_masks, logits_to_probs
-from refseg_core.engine.step import amp_dtype, autocast, unwrap
+from refseg_core.engine.precision import amp_dtype, autocast, unwrap
 from refseg_core.metrics import RefSegMetrics
 
 GRES_KEYS = ("gIoU", "cIoU", "N-acc", "T-acc", "no_target_samples")
@@ -145,14 +147,6 @@ def evaluate(
     return out
 
 
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """A boolean mask ``(H, W)`` as a compressed COCO RLE ``{"size": [H, W], "counts": str}``."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -228,14 +222,4 @@ def trivial_baselines(
     }
 
 
-def format_comparison(
-    rows: Mapping[str, Mapping[str, float]], keys=("mIoU", "oIoU", "prec@0.5", "prec@0.9")
-) -> str:
-    """A small fixed-width table (percentages) of metric dicts keyed by name, for logs and notebooks."""
-    lines = [f"{'':16s}" + "".join(f"{k:>10s}" for k in keys)]
-    for name, m in rows.items():
-        lines.append(f"{name:16s}" + "".join(f"{100 * m.get(k, float('nan')):10.2f}" for k in keys))
-    return "\n".join(lines)
-
-
-__all__ = ["evaluate", "format_comparison", "GRES_KEYS", "mask_to_rle", "predict", "trivial_baselines"]
+__all__ = ["evaluate", "GRES_KEYS", "predict", "trivial_baselines"]

@@ -22,7 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.distributed as dist
@@ -39,14 +39,17 @@ from refseg_core.engine.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from refseg_core.engine.evaluation import evaluate, format_comparison, trivial_baselines
+from refseg_core.engine.evaluation import evaluate, trivial_baselines
 from refseg_core.engine.loaders import Shard, SkipSampler, make_loader
 from refseg_core.engine.optim import build_optimizer, end_epoch
+from refseg_core.engine.precision import amp_dtype, unwrap
 from refseg_core.engine.prepare import build_model_for, prepare_data, seed_everything
+from refseg_core.engine.results import data_is_synthetic
 from refseg_core.engine.runlog import RunLog, say
-from refseg_core.engine.step import LossModule, amp_dtype, backward_step, set_train_mode, train_step, unwrap
+from refseg_core.engine.step import LossModule, backward_step, set_train_mode, train_step
 from refseg_core.engine.stopping import NonFiniteLossError, OutOfMemory, StopFlag, TrainingInterrupted
 from refseg_core.io import write_json
+from refseg_core.tables import metrics_table
 
 
 @dataclass
@@ -71,6 +74,7 @@ def train(
     resume: str | os.PathLike | None = None,
     *,
     overwrite: bool = False,
+    overrides: Sequence[str] = (),
 ) -> TrainResult:
     """Train ``config.model`` on ``config.dataset`` and evaluate it on ``config.val_split``.
 
@@ -88,17 +92,18 @@ def train(
     Nothing is written before the checks pass (:mod:`refseg_core.engine.run_dir`): an ``output_dir`` that
     already holds a run is refused unless ``resume`` is that run's checkpoint or ``overwrite=True``
     (which removes the old run's files); on resume, ``config=None`` means the checkpoint's own
-    configuration, and a config may differ from it only in :data:`refseg_core.engine.run_dir.RESUME_SAFE`.
+    configuration (in the checkpoint's folder, plus ``overrides``, ``key=value`` strings), and a config may differ from it only in :data:`refseg_core.engine.run_dir.RESUME_SAFE`.
     A lock in ``output_dir`` keeps a second run out while this one writes.
     """
     from refseg_core.engine import run_dir
 
     ckpt = load_checkpoint(resume) if resume is not None else None
     if config is None:
-        if ckpt is None or not isinstance(ckpt.get("config"), Mapping):
+        if ckpt is None:
             raise ValueError("train: give a configuration (or resume a checkpoint that holds one)")
-        config = ckpt["config"]
-    cfg = config if isinstance(config, TrainConfig) else make_config(config)
+        cfg = run_dir.resume_config(ckpt, resume, overrides)  # its own run, in the checkpoint's folder
+    else:
+        cfg = config if isinstance(config, TrainConfig) else make_config(config)
     if ckpt is not None:
         run_dir.check_resume(ckpt, cfg, resume)
     with run_dir.claim(cfg.output_dir, resume=resume, overwrite=overwrite, enabled=distu.env_info().is_main):
@@ -460,7 +465,7 @@ class _Run:
             extra["baselines"] = trivial_baselines(
                 self.refer, cfg.val_split, cfg.max_eval_items, first_sentence_only=cfg.val_first_sentence_only
             )
-            say(self.talk, format_comparison({cfg.model: self.metrics, **extra["baselines"]}))
+            say(self.talk, metrics_table({cfg.model: self.metrics, **extra["baselines"]}))
         if self.main:
             write_json(
                 self.out_dir / "metrics.json",
@@ -472,7 +477,7 @@ class _Run:
                         "dataset": cfg.dataset,
                         "split_by": cfg.split_by,
                         "split": cfg.val_split,
-                        "synthetic": cfg.synthetic,
+                        "synthetic": data_is_synthetic(cfg),
                         "epochs": cfg.epochs,
                         "steps": self.global_step,
                         "stopped_early": self.stopped_early,

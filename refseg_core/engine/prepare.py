@@ -63,16 +63,17 @@ def prepare_data(cfg: TrainConfig, info: distu.DistInfo | None = None):
 
 
 def build_model_for(cfg: TrainConfig, refer=None) -> nn.Module:
-    """``build_model(cfg.model, **overrides)``: ``word_len`` and ``pretrained`` from the config; LTS gets
-    a word vocabulary built from the training expressions (saved in ``model.config``)."""
-    from refseg_core.models import build_model
+    """``build_model(cfg.model, **overrides)``: ``word_len`` and ``pretrained`` from the config; a model
+    registered with ``word_vocabulary=True`` (LTS) gets a vocabulary built from the training expressions
+    (saved in ``model.config``)."""
+    from refseg_core.models import build_model, uses_word_vocabulary
     from refseg_core.text import WordVocab
 
     overrides = dict(cfg.model_overrides)
     overrides.setdefault("word_len", cfg.word_len)
     if cfg.pretrained is not None:
         overrides.setdefault("pretrained", cfg.pretrained)
-    if cfg.model.startswith("lts") and "vocab" not in overrides and refer is not None:
+    if uses_word_vocabulary(cfg.model) and "vocab" not in overrides and refer is not None:
         texts = [refer.sentence_text(s) for _, s in refer.sentences(cfg.train_split)]
         overrides["vocab"] = WordVocab.from_expressions(texts, max_len=cfg.word_len)
     return build_model(cfg.model, **overrides)

@@ -1,125 +1,149 @@
-"""Gather every ``metrics.json`` (training's validation score) and ``eval_<dataset>_<split>.json``
-(``python -m refseg_core evaluate``) under a runs folder into one comparison table, next to the
-published numbers (:func:`refseg_core.configs.published`), each labelled with its metric (mIoU vs oIoU vs
-cIoU). Chapter 7 shows this table; from a terminal:
+"""Result files of runs, written and read in one place.
 
-    python -m refseg_core gather [RUNS_DIR] [--published FILE] [--out STEM]
+* :func:`eval_meta` + :func:`write_eval`: the one writer of ``eval_<dataset>_<split>.json`` (the metrics
+  of ``python -m refseg_core evaluate``, of chapter 6, of the GPU check), whose ``meta`` always records the
+  checkpoint, model, data (``synthetic`` included) and post-processing;
+* :func:`find_results`: every ``metrics.json`` (training's validation score) and ``eval_*.json`` under a
+  runs folder, with its ``meta``;
+* :func:`table`: those rows next to the papers' numbers (:mod:`refseg_core.published`), each labelled with
+  its metric (mIoU vs oIoU vs cIoU) — what ``python -m refseg_core gather`` prints and chapter 7 shows.
 
-Writes ``<out>.md`` (markdown) and ``<out>.json`` and prints the markdown. Scores are percentages.
-Synthetic runs are listed without paper numbers (the papers did not use that data).
+Synthetic runs are listed without paper numbers (the papers did not use that data); so is a result whose
+``meta`` does not say whether its data was synthetic.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import sys
 from pathlib import Path
 
-import yaml
+from refseg_core.io import write_json
+from refseg_core.published import paper_numbers
+from refseg_core.tables import markdown_table, percent
 
-# model name in refseg_core -> method name in published.yaml (gRefCOCO numbers carry no backbone)
-METHODS = {
-    "cris_r50": "CRIS-R50",
-    "cris_r101": "CRIS-R101",
-    "cris_tiny": "CRIS-tiny",
-    "lts": "LTS",
-    "lts_tiny": "LTS-tiny",
-}
 SHOWN = ("mIoU", "oIoU", "prec@0.5", "prec@0.9")
 SHOWN_GRES = ("gIoU", "cIoU", "N-acc", "T-acc")
 
 
-def _paper_method(model: str, dataset: str) -> str | None:
-    m = METHODS.get(model)
-    if m is None:
-        return None
-    return m.split("-")[0] if dataset == "grefcoco" and m.startswith("CRIS") else m
+def data_is_synthetic(cfg) -> bool:
+    """Whether ``cfg``'s data is generated: ``synthetic: true``, or a dataset folder the generator wrote
+    (its ``synthetic.json`` manifest), whatever the configuration says."""
+    from refseg_core.data.synthetic import read_manifest
+
+    return bool(cfg.synthetic) or read_manifest(Path(cfg.data_root) / cfg.dataset) is not None
+
+
+def eval_meta(cfg, split: str, checkpoint, model_name: str | None = None, **extra) -> dict:
+    """The ``meta`` of an eval file: which checkpoint scored which data, and how. ``cfg`` is the
+    :class:`~refseg_core.config.TrainConfig` the data and post-processing came from; ``synthetic`` is
+    :func:`data_is_synthetic` (so that ``gather`` never sets a score on generated data next to a paper's)."""
+    return {
+        "checkpoint": str(checkpoint),
+        "model": model_name or cfg.model,
+        "dataset": cfg.dataset,
+        "split_by": cfg.split_by,
+        "split": split,
+        "synthetic": data_is_synthetic(cfg),
+        "threshold": cfg.eval_threshold,
+        "input_size": cfg.input_size,
+        **extra,
+    }
+
+
+def eval_path(out_dir, dataset: str, split: str, kind: str = "eval") -> Path:
+    """``<out_dir>/eval_<dataset>_<split>.json`` (``kind="predictions"`` for the per-sample file)."""
+    return Path(out_dir) / f"{kind}_{dataset}_{split}.json"
+
+
+def write_eval(out_dir, metrics: dict, meta: dict, records: list | None = None) -> Path:
+    """Write ``eval_<dataset>_<split>.json`` (metrics + ``meta``) atomically, and with ``records`` the
+    per-sample ``predictions_<dataset>_<split>.json``. Returns the eval file's path."""
+    missing = {"checkpoint", "model", "dataset", "split", "synthetic"} - set(meta)
+    if missing:
+        raise ValueError(f"write_eval: meta lacks {sorted(missing)} (build it with eval_meta)")
+    path = write_json(eval_path(out_dir, meta["dataset"], meta["split"]), {**metrics, "meta": meta})
+    if records is not None:
+        write_json(
+            eval_path(out_dir, meta["dataset"], meta["split"], "predictions"),
+            {"meta": meta, "predictions": records},
+        )
+    return path
 
 
 def find_results(runs: Path) -> list[dict]:
-    """One row per result file: run folder, model, dataset, split, source file, metrics."""
+    """One row per result file under ``runs``: run folder, file, model, dataset, split, synthetic (None
+    when the file does not say), metrics and the file's whole ``meta``."""
     rows = []
+    runs = Path(runs)
     for path in sorted(runs.rglob("*.json")):
-        if path.name != "metrics.json" and not (path.name.startswith("eval_") and path.suffix == ".json"):
+        if path.name != "metrics.json" and not path.name.startswith("eval_"):
             continue
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             print(f"skipping {path}: {exc}", file=sys.stderr)
             continue
-        meta = data.get("meta", {})
+        meta = data.get("meta", {}) if isinstance(data, dict) else {}
         if "mIoU" not in data or "dataset" not in meta:
             print(f"skipping {path}: not a refseg_core result file", file=sys.stderr)
             continue
         run = path.parent.relative_to(runs).as_posix() if path.parent != runs else path.parent.name
-        cfg_model = meta.get("model")
+        synthetic = meta.get("synthetic")
         rows.append(
             {
                 "run": run,
                 "file": path.name,
-                "model": cfg_model,
+                "model": meta.get("model"),
                 "dataset": meta["dataset"],
                 "split": meta.get("split"),
-                "synthetic": bool(meta.get("synthetic", False)),
+                "synthetic": None if synthetic is None else bool(synthetic),
                 "metrics": {k: v for k, v in data.items() if k not in ("meta", "baselines")},
+                "meta": meta,
             }
         )
     return rows
 
 
-def load_published(path: str | os.PathLike | None = None) -> list[dict]:
-    """The published results: the shipped ``published.yaml`` (``path=None``) or another file of its form."""
-    if path is None:
-        from refseg_core import configs
-
-        return list(configs.published().get("results", []))
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"published numbers {path} do not exist")
-    data = yaml.safe_load(path.read_text()) or {}
-    return list(data.get("results", []))
-
-
-def paper_numbers(row: dict, published: list[dict]) -> list[dict]:
+def _paper_cell(row: dict, papers: list[dict]) -> str:
+    if papers:
+        return "; ".join(f"{p['value']:.2f} {p['metric']} ({p['source']})" for p in papers)
     if row["synthetic"]:
-        return []
-    method = _paper_method(row["model"] or "", row["dataset"])
-    return [
-        p
-        for p in published
-        if p["method"] == method and p["dataset"] == row["dataset"] and p["split"] == row["split"]
-    ]
+        return "– (synthetic data)"
+    if row["synthetic"] is None:
+        return "– (the file does not say whether its data was synthetic)"
+    return "–"
 
 
-def _pct(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}"
-
-
-def table(rows: list[dict], published: list[dict]) -> tuple[str, list[dict]]:
-    out, lines = [], []
+def table(rows: list[dict], published: list[dict] | None = None) -> tuple[str, list[dict]]:
+    """``(markdown, rows with their paper numbers)``: measured scores in percent next to the papers'."""
     gres = any(r["dataset"] == "grefcoco" for r in rows)
     cols = list(SHOWN) + (list(SHOWN_GRES) if gres else [])
-    lines.append("| run | model | dataset | split | n | " + " | ".join(cols) + " | paper (metric, source) |")
-    lines.append("|" + "---|" * (6 + len(cols)))
+    lines, out = [], []
     for r in rows:
         papers = paper_numbers(r, published)
-        paper = "; ".join(f"{p['value']:.2f} {p['metric']} ({p['source']})" for p in papers) or (
-            "— (synthetic data)" if r["synthetic"] else "—"
-        )
         m = r["metrics"]
-        cells = [_pct(m.get(k)) if (r["dataset"] == "grefcoco" or k not in SHOWN_GRES) else "—" for k in cols]
+        scores = [
+            percent(m.get(k)) if (r["dataset"] == "grefcoco" or k not in SHOWN_GRES) else None for k in cols
+        ]
         lines.append(
-            f"| {r['run']} ({r['file']}) | {r['model']} | {r['dataset']} | {r['split']} | {m.get('n', '')} | "
-            + " | ".join(cells)
-            + f" | {paper} |"
+            [
+                f"{r['run']} ({r['file']})",
+                r["model"],
+                r["dataset"],
+                r["split"],
+                m.get("n"),
+                *scores,
+                _paper_cell(r, papers),
+            ]
         )
         out.append({**r, "paper": papers})
-    lines.append("")
-    lines.append(
-        "Measured scores are percentages. mIoU = mean of per-sentence IoUs (what CRIS reports); "
+    md = markdown_table(
+        lines, headers=["run", "model", "dataset", "split", "n", *cols, "paper (metric, source)"]
+    )
+    md += (
+        "\n\nMeasured scores are percentages. mIoU = mean of per-sentence IoUs (what CRIS reports); "
         "oIoU = overall IoU (what LTS reports); on gRefCOCO cIoU / gIoU (GRES). Compare a paper "
         "number only with the measured column of the same metric."
     )
-    return "\n".join(lines), out
+    return md, out

@@ -16,7 +16,9 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
+
+from refseg_core.config import make_config, parse_override
 
 # Files that mark a folder as holding a run (config.yaml alone is written before anything is trained).
 RUN_MARKERS = ("last.pt", "log.csv", "metrics.json")
@@ -210,4 +212,22 @@ def claim(output_dir, *, resume=None, overwrite: bool = False, enabled: bool = T
         lock.release()
 
 
-__all__ = ["LOCK_NAME", "RESUME_SAFE", "RUN_MARKERS", "check_resume", "claim"]
+def resume_config(ckpt: Mapping[str, Any], ckpt_path, overrides: Sequence[str] = ()):
+    """The configuration of a resumed run given no ``--config``: the checkpoint's own, in the checkpoint's
+    folder, plus ``overrides``."""
+    saved = ckpt.get("config")
+    if not isinstance(saved, dict):
+        raise ValueError(f"checkpoint {ckpt_path} holds no configuration; pass the run's --config")
+    values = dict(saved, output_dir=str(Path(ckpt_path).parent))
+    for item in overrides:
+        k, v = parse_override(item)
+        values[k] = v
+    try:
+        return make_config(values)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (from --set)" if overrides else f"{exc} (in checkpoint {ckpt_path})"
+        ) from None
+
+
+__all__ = ["LOCK_NAME", "RESUME_SAFE", "RUN_MARKERS", "check_resume", "claim", "resume_config"]

@@ -1,6 +1,5 @@
 """One training step, as :func:`refseg_core.engine.loop.train`, chapter 5 and the benchmarks run it.
 
-* :func:`amp_dtype` / :func:`autocast` — the 16-bit type of a ``precision`` setting and its autocast context.
 * :class:`LossModule` — ``model.loss`` (+ an optional dice term) as ``forward``, so DDP and
   ``torch.compile`` wrap the loss too.
 * :func:`train_step` — batch to the device, forward and loss under autocast.
@@ -13,26 +12,11 @@ fp16, so the step is one path.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
+from refseg_core.engine.precision import autocast
 from refseg_core.losses import dice_loss
-
-
-def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a ``precision`` setting: None (fp32), bf16 or fp16; ``auto`` = bf16 on CUDA."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def autocast(dtype: torch.dtype | None, device: torch.device):
-    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op context when ``dtype`` is None (fp32)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 class LossModule(nn.Module):
@@ -41,6 +25,8 @@ class LossModule(nn.Module):
     ``logits`` ``(B, 1, H/4, W/4)`` and the model's detached terms.
 
     DDP and torch.compile wrap ``forward``, so the loss must be it."""
+
+    wraps_model = True  # precision.unwrap looks through it
 
     def __init__(self, model: nn.Module, dice_weight: float = 0.0):
         super().__init__()
@@ -53,19 +39,6 @@ class LossModule(nn.Module):
             dice = dice_loss(out["logits"], masks)
             out = dict(out, loss=out["loss"] + self.dice_weight * dice, dice=dice.detach())
         return out
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The RefSegModel inside torch.compile / DDP / :class:`LossModule` wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):  # torch.compile
-            model = model._orig_mod
-        elif isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif isinstance(model, LossModule):
-            model = model.model
-        else:
-            return model
 
 
 def set_train_mode(model: nn.Module, bn_eval: bool) -> None:
@@ -110,4 +83,4 @@ def backward_step(out: dict, model: nn.Module, optimizer, scaler, cfg) -> None:
     scaler.update()
 
 
-__all__ = ["amp_dtype", "autocast", "backward_step", "LossModule", "set_train_mode", "train_step", "unwrap"]
+__all__ = ["backward_step", "LossModule", "set_train_mode", "train_step"]

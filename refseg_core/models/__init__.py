@@ -16,16 +16,28 @@ from __future__ import annotations
 from typing import Callable
 
 _REGISTRY: dict[str, Callable] = {}
+_WORD_VOCABULARY: set[str] = set()
 
 
-def register_model(name: str):
-    """Decorator: register a builder ``fn(**overrides) -> RefSegModel`` under ``name``."""
+def register_model(name: str, word_vocabulary: bool = False):
+    """Decorator: register a builder ``fn(**overrides) -> RefSegModel`` under ``name``.
+
+    ``word_vocabulary``: the model reads words through a vocabulary built from the training expressions
+    (LTS's bi-GRU; passed as ``vocab=``), not through a fixed tokenizer (CRIS's CLIP BPE)."""
 
     def wrap(fn):
         _REGISTRY[name] = fn
+        if word_vocabulary:
+            _WORD_VOCABULARY.add(name)
         return fn
 
     return wrap
+
+
+def uses_word_vocabulary(name: str) -> bool:
+    """Whether model ``name`` is built with a ``vocab=`` taken from the training expressions."""
+    _ensure_registered()
+    return name in _WORD_VOCABULARY
 
 
 def _ensure_registered() -> None:

@@ -1,6 +1,8 @@
 """CRIS: CLIP-Driven Referring Image Segmentation (Wang et al., CVPR 2022), as the official code builds it.
 
-Over 350 lines on purpose: the four parts of Fig. 2 are read side by side, as the paper presents them.
+The parts live in files named after them: :mod:`~refseg_core.models.clip` (encoders, Sec. 3.1),
+:mod:`~refseg_core.models.cris_neck` (Sec. 3.2), :mod:`~refseg_core.models.vl_decoder` (Sec. 3.3),
+:mod:`~refseg_core.models.text_to_pixel` (Sec. 3.4); this file joins them into the model and builds it.
 
 Pipeline (paper Fig. 2; shapes for RN50 at 416x416):
 
@@ -30,185 +32,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.clip import TINY_DEFAULTS, build_clip_backbone
-from refseg_core.models.layers import (
-    MultiHeadAttention,
-    add_coords,
-    conv_bn_relu,
-    sine_position_1d,
-    sine_position_2d,
-)
-
-
-def _up2(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-
-
-# --------------------------------------------------------------------------------------------- neck
-class CRISNeck(nn.Module):
-    """Cross-modal FPN (Sec. 3.2): fuses ``v3, v4, v5`` with the sentence state into ``(B, C4, h, w)``
-    at stride 16, where ``channels = (C3, C4, C5)`` are the output widths (256, 512, 1024).
-
-    * ``f5 = BNReLU(convBNReLU1x1(v5) * sentence_proj(state))`` at stride 32 (the only place the
-      sentence enters the neck: a channel-wise gate);
-    * ``f4 = convBNReLU1x1(cat(convBNReLU3x3(v4), up2(f5)))`` at stride 16;
-    * ``f3 = convBNReLU1x1(cat(avgpool2(convBNReLU3x3(v3)), f4))`` at stride 16;
-    * each projected by a 3x3 conv to C4 (``f5`` then upsampled), concatenated, fused by 1x1, then a
-      CoordConv 3x3 (x, y channels appended) and a 3x3 conv.
-    """
-
-    def __init__(
-        self, in_channels=(512, 1024, 1024), channels=(256, 512, 1024), state_dim: int | None = None
-    ):
-        super().__init__()
-        c3, c4, c5 = channels
-        state_dim = in_channels[2] if state_dim is None else state_dim
-        self.sentence_proj = nn.Sequential(
-            nn.Linear(state_dim, c5, bias=False), nn.BatchNorm1d(c5), nn.ReLU(inplace=True)
-        )
-        self.v5_proj = conv_bn_relu(in_channels[2], c5, 1)
-        self.f5_norm = nn.Sequential(nn.BatchNorm2d(c5), nn.ReLU(inplace=True))
-        self.v4_proj = conv_bn_relu(in_channels[1], c4, 3)
-        self.f4_fuse = conv_bn_relu(c5 + c4, c4, 1)
-        self.v3_proj = conv_bn_relu(in_channels[0], c3, 3)
-        self.f3_fuse = conv_bn_relu(c3 + c4, c4, 1)
-        self.out5 = conv_bn_relu(c5, c4, 3)
-        self.out4 = conv_bn_relu(c4, c4, 3)
-        self.out3 = conv_bn_relu(c4, c4, 3)
-        self.aggregate = conv_bn_relu(3 * c4, c4, 1)
-        self.coord_conv = conv_bn_relu(c4 + 2, c4, 3)  # CoordConv: input has 2 coordinate channels more
-        self.out_conv = conv_bn_relu(c4, c4, 3)
-
-    def forward(self, v3, v4, v5, state) -> torch.Tensor:
-        """``v3 (B,C3',8s), v4 (B,C4',16s), v5 (B,C5',32s), state (B,E) -> (B, C4, H/16, W/16)``."""
-        gate = self.sentence_proj(state)[:, :, None, None]  # (B, C5, 1, 1)
-        f5 = self.f5_norm(self.v5_proj(v5) * gate)
-        f4 = self.f4_fuse(torch.cat([self.v4_proj(v4), _up2(f5)], dim=1))
-        f3 = self.f3_fuse(torch.cat([F.avg_pool2d(self.v3_proj(v3), 2, 2), f4], dim=1))
-        fq = torch.cat([self.out3(f3), self.out4(f4), _up2(self.out5(f5))], dim=1)
-        fq = self.aggregate(fq)
-        return self.out_conv(self.coord_conv(add_coords(fq)))
-
-
-# ------------------------------------------------------------------------------------------ decoder
-class DecoderLayer(nn.Module):
-    """One vision-language decoder layer (Sec. 3.3), pre-norm, pixels as queries:
-
-    ``x += drop(LN(SelfAttn(q=k=LN1(x)+P, v=LN1(x))))``;
-    ``x += drop(LN(CrossAttn(q=LN2(x)+P, k=words+Pw, v=words)))``;
-    ``x += drop(FFN(LN3(x)))`` with FFN = Linear-ReLU-Dropout-LayerNorm-Linear.
-    """
-
-    def __init__(self, dim=512, heads=8, dim_ffn=2048, dropout=0.1, word_dim: int | None = None):
-        super().__init__()
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.self_attn = MultiHeadAttention(dim, heads, dropout)
-        self.self_attn_norm = nn.LayerNorm(dim)
-        self.cross_attn = MultiHeadAttention(dim, heads, dropout, kv_dim=word_dim)
-        self.cross_attn_norm = nn.LayerNorm(dim)
-        self.ffn = nn.Sequential(
-            nn.Linear(dim, dim_ffn),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.LayerNorm(dim_ffn),
-            nn.Linear(dim_ffn, dim),
-        )
-        self.dropout1, self.dropout2, self.dropout3 = (
-            nn.Dropout(dropout),
-            nn.Dropout(dropout),
-            nn.Dropout(dropout),
-        )
-
-    def forward(self, x, words, pos, word_pos, attend, return_attention: bool = False):
-        """``x (B, HW, D)``, ``words (B, L, Dw)``, ``pos (HW, D)``, ``word_pos (L, Dw)``, ``attend (B, L)``
-        bool (True at real tokens) -> ``(x (B, HW, D), weights (B, heads, HW, L) or None)``."""
-        h = self.norm1(x)
-        qk = h + pos
-        x = x + self.dropout1(self.self_attn_norm(self.self_attn(qk, qk, h)[0]))
-        h = self.norm2(x)
-        out, weights = self.cross_attn(
-            h + pos, words + word_pos, words, attend, need_weights=return_attention
-        )
-        x = x + self.dropout2(self.cross_attn_norm(out))
-        x = x + self.dropout3(self.ffn(self.norm3(x)))
-        return x, weights
-
-
-class VisionLanguageDecoder(nn.Module):
-    """``num_layers`` :class:`DecoderLayer` s and a final LayerNorm (Sec. 3.3).
-
-    ``forward(vis (B, D, H, W), words (B, L, Dw), pad_mask (B, L), return_attention)`` ->
-    ``(B, D, H, W)``, plus a list of per-layer pixel->word weights ``(B, heads, HW, L)`` if asked.
-    ``pad_mask`` is True at padding (as the CLIP text encoder returns it); it is inverted once here to the
-    models' ``True = attend`` convention (:mod:`refseg_core.models.layers`).
-    Positions: 2-D sine encoding for pixels, 1-D for words (:mod:`refseg_core.models.layers`).
-    """
-
-    def __init__(
-        self, num_layers=3, dim=512, heads=8, dim_ffn=2048, dropout=0.1, word_dim: int | None = None
-    ):
-        super().__init__()
-        self.word_dim = dim if word_dim is None else word_dim
-        self.layers = nn.ModuleList(
-            DecoderLayer(dim, heads, dim_ffn, dropout, self.word_dim) for _ in range(num_layers)
-        )
-        self.norm = nn.LayerNorm(dim)
-
-    def forward(self, vis, words, pad_mask, return_attention: bool = False):
-        b, d, h, w = vis.shape
-        pos = sine_position_2d(h, w, d).to(vis).flatten(1).t()  # (HW, D)
-        word_pos = sine_position_1d(words.shape[1], words.shape[2]).to(words)  # (L, Dw)
-        x = vis.flatten(2).transpose(1, 2)  # (B, HW, D)
-        attend = ~pad_mask  # (B, L), True at real tokens
-        attention = []
-        for layer in self.layers:
-            x, weights = layer(x, words, pos, word_pos, attend, return_attention)
-            attention.append(weights)
-        x = self.norm(x).transpose(1, 2).reshape(b, d, h, w)
-        return (x, attention) if return_attention else x
-
-
-# ---------------------------------------------------------------------------------------- projector
-class TextToPixelProjector(nn.Module):
-    """Text-to-pixel head (Sec. 3.4): ``fq (B, D, H/16, W/16)``, ``state (B, E)`` -> logits
-    ``(B, 1, H/4, W/4)``.
-
-    Pixels: up2 -> convBNReLU3x3(D -> D) -> up2 -> convBNReLU3x3(D -> D/2) -> conv1x1 = ``z_v``
-    ``(B, D/2, H/4, W/4)``. Sentence: ``Linear(E -> D/2*3*3 + 1)`` = a 3x3 kernel and a bias per sample,
-    applied to its own sample with a grouped convolution (groups = B).
-    """
-
-    def __init__(self, state_dim=1024, dim=512, kernel_size=3):
-        super().__init__()
-        c = dim // 2
-        self.kernel_size = kernel_size
-        self.vis = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="bilinear"),
-            conv_bn_relu(dim, dim, 3),
-            nn.Upsample(scale_factor=2, mode="bilinear"),
-            conv_bn_relu(dim, c, 3),
-            nn.Conv2d(c, c, 1),
-        )
-        self.dynamic_kernel = nn.Linear(state_dim, c * kernel_size * kernel_size + 1)
-
-    def kernels(self, state):
-        """``state (B, E)`` -> ``weight (B, D/2, k, k)``, ``bias (B,)``."""
-        params = self.dynamic_kernel(state)
-        b = state.shape[0]
-        return params[:, :-1].reshape(b, -1, self.kernel_size, self.kernel_size), params[:, -1]
-
-    def forward(self, fq, state, return_parts: bool = False):
-        z = self.vis(fq)  # (B, C, h, w)
-        b, c, h, w = z.shape
-        weight, bias = self.kernels(state)
-        # One group per sample: sample i's channels meet only sample i's kernel.
-        logits = F.conv2d(z.reshape(1, b * c, h, w), weight, bias, padding=self.kernel_size // 2, groups=b)
-        logits = logits.reshape(b, 1, h, w)
-        return (logits, z, weight, bias) if return_parts else logits
+from refseg_core.models.cris_neck import CRISNeck
+from refseg_core.models.text_to_pixel import TextToPixelProjector
+from refseg_core.models.vl_decoder import VisionLanguageDecoder
 
 
 # -------------------------------------------------------------------------------------------- model

@@ -124,3 +124,14 @@ def sine_position_2d(height: int, width: int, dim: int) -> torch.Tensor:
     x = sine_position_1d(width, half).t()  # (D/2, W)
     y = sine_position_1d(height, half).t()  # (D/2, H)
     return torch.cat([x[:, None, :].expand(half, height, width), y[:, :, None].expand(half, height, width)])
+
+
+# Output biases start at logit(0.1) (RetinaNet's "prior probability" init): a referred object covers a
+# minority of cells, and starting at p = 0.5 makes the first hundreds of steps learn only that.
+INIT_PROB = 0.1
+
+
+def init_prob_bias(layer: nn.Module, prob: float = INIT_PROB) -> nn.Module:
+    """Set ``layer.bias`` so that ``sigmoid(output) = prob`` for a zero input."""
+    nn.init.constant_(layer.bias, -math.log((1 - prob) / prob))
+    return layer

@@ -1,7 +1,8 @@
 """LTS: "Locate then Segment" (Jing et al., CVPR 2021), the first open implementation.
 
-Over 350 lines on purpose: no official code exists, so every module of the model and the table of choices
-are kept in one file a reader can check against the paper.
+The parts live in files named after the paper's sections: :mod:`~refseg_core.models.lts_fusion` (Sec. 3.1),
+:mod:`~refseg_core.models.position_prior` (Sec. 3.2, *locate*), :mod:`~refseg_core.models.lts_segment`
+(Sec. 3.3, *segment*); this file holds the table of choices, the model that joins them, and its builders.
 
 No official code exists. What the paper states (abstract, Fig. 2): a ConvNet encodes the image and a
 bi-GRU the expression; the two are fused into cross-modal features (Sec. 3.1); a cross-modal
@@ -39,9 +40,7 @@ Output: ``model(images, tokens)`` -> mask logits ``(B, 1, H/4, W/4)``.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,12 +51,16 @@ from refseg_core.models import register_model
 from refseg_core.models.base import RefSegModel
 from refseg_core.models.darknet import DarkNet53, load_darknet_weights
 from refseg_core.models.gru_text import GRUTextEncoder
-from refseg_core.models.layers import MultiHeadAttention, add_coords, conv_bn_relu
+from refseg_core.models.lts_fusion import Fusion
+from refseg_core.models.lts_segment import SegmentHead
+from refseg_core.models.position_prior import (
+    FilterLocate,
+    TransformerLocate,
+    prior_target_gaussian,
+    prior_target_mask,
+)
 from refseg_core.text import WordVocab
 
-# Output biases start at logit(0.1) (RetinaNet's "prior probability" init): a referred object covers a
-# minority of cells, and starting at p = 0.5 makes the first hundreds of steps learn only that.
-INIT_PROB = 0.1
 INTERACTIONS = ("transformer", "filtering")
 PRIOR_TARGETS = ("mask", "gaussian")
 BACKBONES = ("darknet53", "clip_rn50", "clip_rn101", "clip_tiny")
@@ -108,185 +111,6 @@ TINY = dict(
 def choices_table() -> str:
     """The table of choices the paper leaves open (Markdown), as written in this module's docstring."""
     return "\n".join(line for line in __doc__.splitlines() if line.startswith("|"))
-
-
-def init_prob_bias(layer: nn.Module, prob: float = INIT_PROB) -> nn.Module:
-    """Set ``layer.bias`` so that ``sigmoid(output) = prob`` for a zero input."""
-    nn.init.constant_(layer.bias, -math.log((1 - prob) / prob))
-    return layer
-
-
-# ----------------------------------------------------------------------------------------------------
-# Sec. 3.1: cross-modal fusion
-# ----------------------------------------------------------------------------------------------------
-class Fusion(nn.Module):
-    """Multi-level fusion (Sec. 3.1): ``(c3, c4, c5), sentence (B, T) -> fused (B, D, H/8, W/8)``.
-
-    At each level ``f_i = conv3x3(add_coords(BN(conv1x1(V_i)) * Linear_i(s)))``: the sentence gates
-    every visual channel (element-wise product) and xy coordinates are appended. A top-down pass
-    (upsample x2, concatenate, conv3x3) aggregates stride 32 -> 16 -> 8.
-    """
-
-    def __init__(self, in_channels: Sequence[int], text_dim: int, dim: int):
-        super().__init__()
-        self.vis = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(c, dim, 1, bias=False), nn.BatchNorm2d(dim)) for c in in_channels
-        )
-        self.txt = nn.ModuleList(nn.Linear(text_dim, dim) for _ in in_channels)
-        self.mix = nn.ModuleList(conv_bn_relu(dim + 2, dim, 3) for _ in in_channels)
-        self.top_down = nn.ModuleList(conv_bn_relu(2 * dim, dim, 3) for _ in in_channels[1:])
-
-    def forward(self, feats: Sequence[torch.Tensor], sentence: torch.Tensor) -> torch.Tensor:
-        fused = [
-            mix(add_coords(vis(v) * txt(sentence)[:, :, None, None]))
-            for v, vis, txt, mix in zip(feats, self.vis, self.txt, self.mix)
-        ]
-        x = fused[-1]
-        for f, conv in zip(reversed(fused[:-1]), reversed(self.top_down)):
-            x = F.interpolate(x, size=f.shape[-2:], mode="bilinear", align_corners=False)
-            x = conv(torch.cat([f, x], dim=1))
-        return x
-
-
-# ----------------------------------------------------------------------------------------------------
-# Sec. 3.2: locate (the position prior)
-# ----------------------------------------------------------------------------------------------------
-class InteractionLayer(nn.Module):
-    """Pre-norm transformer layer, pixels as queries: self-attention over pixels, cross-attention
-    from pixels to words (padding masked), feed-forward. ``x (B, N, D), words (B, L, D), valid (B, L)``
-    bool (True = a real word, may be attended) -> ``(x (B, N, D), weights (B, N, L) or None)``; the
-    cross-attention weights are averaged over heads and returned only if ``need_weights``."""
-
-    def __init__(self, dim: int, heads: int, ffn_dim: int):
-        super().__init__()
-        self.n1, self.n2, self.n3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.self_attn, self.cross_attn = MultiHeadAttention(dim, heads), MultiHeadAttention(dim, heads)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(inplace=True), nn.Linear(ffn_dim, dim))
-
-    def forward(self, x, words, valid, need_weights: bool = False):
-        h = self.n1(x)
-        x = x + self.self_attn(h, h)[0]
-        a, weights = self.cross_attn(self.n2(x), words, attend=valid, need_weights=need_weights)
-        x = x + a
-        return x + self.ffn(self.n3(x)), None if weights is None else weights.mean(1)
-
-
-class TransformerLocate(nn.Module):
-    """Transformer interaction (Sec. 3.2): ``fused (B, D, h, w), words (B, L, T) -> prior logits
-    (B, 1, h, w)`` (and, on request, word attention ``(B, L, h, w)`` of the last layer)."""
-
-    def __init__(self, dim: int, text_dim: int, heads: int, layers: int, ffn_dim: int):
-        super().__init__()
-        self.inp = nn.Conv2d(dim + 2, dim, 1)  # xy channels again: attention itself has no position
-        self.txt = nn.Linear(text_dim, dim)
-        self.layers = nn.ModuleList(InteractionLayer(dim, heads, ffn_dim) for _ in range(layers))
-        self.norm = nn.LayerNorm(dim)
-        self.out = init_prob_bias(nn.Linear(dim, 1))
-
-    def forward(self, fused, words, valid, sentence, need_weights: bool = False):
-        b, _, h, w = fused.shape
-        x = self.inp(add_coords(fused)).flatten(2).transpose(1, 2)  # (B, hw, D)
-        t = self.txt(words)
-        weights = None
-        for i, layer in enumerate(self.layers):
-            x, weights = layer(x, t, valid, need_weights and i == len(self.layers) - 1)
-        prior = self.out(self.norm(x)).transpose(1, 2).reshape(b, 1, h, w)
-        if weights is not None:
-            weights = weights.transpose(1, 2).reshape(b, -1, h, w)
-        return prior, weights
-
-
-class FilterLocate(nn.Module):
-    """Filtering interaction (Sec. 3.2): the sentence generates ``K`` 1x1 kernels (+ bias) that filter
-    a projected fused map; a 3x3 conv mixes the K responses into the prior.
-    ``fused (B, D, h, w), sentence (B, T) -> prior logits (B, 1, h, w)``."""
-
-    def __init__(self, dim: int, text_dim: int, filters: int, filter_dim: int):
-        super().__init__()
-        self.filters, self.filter_dim = filters, filter_dim
-        self.inp = conv_bn_relu(dim + 2, filter_dim, 1)
-        self.gen = nn.Linear(text_dim, filters * (filter_dim + 1))
-        self.post = nn.Sequential(
-            nn.BatchNorm2d(filters),
-            nn.ReLU(inplace=True),
-            conv_bn_relu(filters, filters, 3),
-            init_prob_bias(nn.Conv2d(filters, 1, 1)),
-        )
-
-    def forward(self, fused, words, valid, sentence, need_weights: bool = False):
-        v = self.inp(add_coords(fused))  # (B, C, h, w)
-        kernels = self.gen(sentence).view(-1, self.filters, self.filter_dim + 1)
-        # Per-sample 1x1 convolution; 1/sqrt(C) keeps responses O(1) whatever the width.
-        r = torch.einsum("bkc,bchw->bkhw", kernels[..., :-1], v) / math.sqrt(self.filter_dim)
-        r = r + kernels[..., -1, None, None]
-        return self.post(r), None
-
-
-def prior_target_mask(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``"mask"`` prior target: ``masks (B, 1, H, W)`` area-averaged to ``size`` -> ``(B, 1, h, w)`` in
-    [0, 1] (the fraction of each prior cell covered by the object)."""
-    return F.adaptive_avg_pool2d(masks.float(), size)
-
-
-def prior_target_gaussian(
-    masks: torch.Tensor, size: tuple[int, int], sigma_scale: float = 1.0, min_sigma: float = 0.5
-) -> torch.Tensor:
-    """``"gaussian"`` prior target: ``masks (B, 1, H, W) -> (B, 1, h, w)``, peak 1.
-
-    Centre = the mask's centre of mass; ``sigma_x, sigma_y`` = the standard deviation of the mask's
-    pixel coordinates (its second moments: ``w / sqrt(12)`` for a box of width ``w``) times
-    ``sigma_scale``, at least ``min_sigma`` prior cells. An all-zero mask (a G-REFER no-target sample)
-    gives an all-zero target, never NaN.
-    """
-    m = masks.float()[:, 0]  # (B, H, W)
-    big_h, big_w = m.shape[-2:]
-    h, w = size
-    total = m.sum((1, 2))
-    safe = total.clamp_min(1e-6)
-    ys = torch.arange(big_h, device=m.device, dtype=m.dtype) + 0.5  # pixel centres
-    xs = torch.arange(big_w, device=m.device, dtype=m.dtype) + 0.5
-    px, py = m.sum(1), m.sum(2)  # marginals (B, W), (B, H)
-    cx, cy = (px * xs).sum(1) / safe, (py * ys).sum(1) / safe
-    sx = ((px * (xs - cx[:, None]) ** 2).sum(1) / safe).sqrt()
-    sy = ((py * (ys - cy[:, None]) ** 2).sum(1) / safe).sqrt()
-    # To prior-grid units (cell i spans [i, i + 1), its centre is i + 0.5).
-    fx, fy = w / big_w, h / big_h
-    cx, cy = cx * fx, cy * fy
-    sx = (sx * fx * sigma_scale).clamp_min(min_sigma)
-    sy = (sy * fy * sigma_scale).clamp_min(min_sigma)
-    gx = torch.arange(w, device=m.device, dtype=m.dtype) + 0.5
-    gy = torch.arange(h, device=m.device, dtype=m.dtype) + 0.5
-    dx = ((gx[None] - cx[:, None]) / sx[:, None]) ** 2  # (B, w)
-    dy = ((gy[None] - cy[:, None]) / sy[:, None]) ** 2  # (B, h)
-    g = torch.exp(-0.5 * (dy[:, :, None] + dx[:, None, :]))
-    g = torch.where(total[:, None, None] > 0, g, torch.zeros_like(g))
-    return g[:, None]
-
-
-# ----------------------------------------------------------------------------------------------------
-# Sec. 3.3: segment
-# ----------------------------------------------------------------------------------------------------
-class SegmentHead(nn.Module):
-    """Light-weight segmentation network (Sec. 3.3): ``x (B, C_in, h, w) -> logits (B, 1, 2h, 2w)``.
-
-    conv3x3 -> parallel dilated conv3x3 (context at several ranges, ASPP-like) -> concat -> conv1x1
-    -> upsample x2 (stride 8 -> 4) -> conv3x3 -> conv1x1 to one logit.
-    """
-
-    def __init__(self, c_in: int, dim: int, dilations: Sequence[int]):
-        super().__init__()
-        half = max(1, dim // 2)
-        self.reduce = conv_bn_relu(c_in, dim, 3)
-        self.branches = nn.ModuleList(conv_bn_relu(dim, half, 3, dilation=int(d)) for d in dilations)
-        self.merge = conv_bn_relu(half * len(dilations), dim, 1)
-        self.refine = conv_bn_relu(dim, half, 3)
-        self.out = init_prob_bias(nn.Conv2d(half, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.reduce(x)
-        x = self.merge(torch.cat([b(x) for b in self.branches], dim=1))
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.out(self.refine(x))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -520,13 +344,13 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
     return model
 
 
-@register_model("lts")
+@register_model("lts", word_vocabulary=True)
 def lts(**overrides) -> LTS:
     """LTS at paper scale: DarkNet-53, 300-d embeddings, bi-GRU 2x256, D = 512, 416x416 inputs."""
     return build_lts("lts", DEFAULTS, **overrides)
 
 
-@register_model("lts_tiny")
+@register_model("lts_tiny", word_vocabulary=True)
 def lts_tiny(**overrides) -> LTS:
     """LTS for CPU smoke runs: DarkNet-53 at width 1/8, depth 1/4; D = 64."""
     return build_lts("lts_tiny", TINY, **overrides)
