@@ -1,5 +1,5 @@
-"""refseg_core/vocabulary.py is the neutral home of the words: the models and the expression-kind
-analysis use it without importing the synthetic data generator."""
+"""refseg_core/words.py (the word split) and refseg_core/data/synthetic_lexicon.py (the generator's words)
+are light: the models and the expression-kind analysis use them without importing the generator."""
 
 import subprocess
 import sys
