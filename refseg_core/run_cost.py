@@ -1,0 +1,115 @@
+"""What a full reproduction run costs, computed from the committed GPU rows (``refseg_core/evidence/``),
+never typed in: :func:`estimate` turns a configuration's epochs, batch and dataset size into GPU-hours and
+memory, with the measured rate each number rests on.
+
+Two rates bound the time of an epoch (one sample per ref, REFERENCE: "one sample = one referred object"):
+
+* the *step* rate — ``train_step`` alone, measured interleaved with the official code on the same GPU
+  (the paper-cell configurations run the official recipe, fp16 NCHW: the official code's own step rate is
+  the one that applies to them);
+* the *loop* rate — a whole training run (data loading, logging, the loss sync) divided by its images; it
+  was measured on the bf16 path only, so it is applied as the ratio loop / step of that run.
+
+Validation of each epoch (first sentence of every ref of ``val_split``) adds the measured evaluation rate.
+Several GPUs divide the time (ideal scaling: an upper bound of the speed-up) and the per-GPU batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+from refseg_core import configs, evidence
+from refseg_core.config import TrainConfig, load_config
+
+GPU_ROWS = "NVIDIA_H200_check"
+
+
+def _row(rows: list[dict], part: str, **match) -> dict | None:
+    for r in rows:
+        if r.get("part") == part and all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def step_rate(cfg: TrainConfig, rows: list[dict]) -> tuple[float | None, str]:
+    """Images per second of one training step for ``cfg``'s model and precision, and what it rests on."""
+    if cfg.model == "cris_r50":
+        r = _row(rows, "official", model="cris_r50")
+        if r is None:
+            return None, "no committed CRIS-R50 step row"
+        if cfg.precision == "fp16" and not cfg.channels_last:
+            return float(r["official_images_per_s"]), f"official fp16 NCHW step, batch {r['batch']}"
+        return float(r["ours_images_per_s"]), f"this book's {r['ours_config']} step, batch {r['batch']}"
+    if cfg.model == "lts":
+        r = _row(rows, "lts", model="lts")
+        if r is None:
+            return None, "no committed LTS step row"
+        return float(
+            r["images_per_s"]
+        ), f"LTS {r['precision']} step, batch {r['batch']} (not {cfg.precision})"
+    return None, f"no committed step row for {cfg.model}"
+
+
+def loop_factor(rows: list[dict]) -> tuple[float | None, str]:
+    """Measured images/s of a whole training run over its step rate (same model, precision, GPU)."""
+    run, step = _row(rows, "training"), _row(rows, "official", model="cris_r50")
+    if run is None or step is None or not run.get("train_time_s"):
+        return None, "no committed training-run row"
+    loop = run["steps"] * run["batch"] / run["train_time_s"]
+    return loop / float(step["ours_images_per_s"]), f"{loop:.0f} img/s in a {run['steps']}-step run"
+
+
+def estimate(config: str | TrainConfig, gpus: int = 1, rows: list[dict] | None = None) -> dict:
+    """GPU-hours of a full run of ``config`` on ``gpus`` GPUs of the committed rows' kind.
+
+    Returns ``{config, device, torch, date, train_refs, val_refs, epochs, step_images_per_s, step_basis,
+    hours_step_bound, hours_loop_measured, loop_basis, peak_mem_gib_batch, per_gpu_batch, notes}``;
+    hours are None where no row covers the model or dataset (the notes say which)."""
+    cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    rows = evidence.rows(GPU_ROWS) if rows is None else rows
+    if gpus < 1:
+        raise ValueError(f"estimate: gpus must be at least 1, got {gpus}")
+    notes = []
+    sizes = configs.published().get("datasets", {}).get(cfg.dataset, {}).get("refs", {})
+    train_refs, val_refs = sizes.get(cfg.train_split), sizes.get(cfg.val_split)
+    if train_refs is None:
+        notes.append(f"no published split size for {cfg.dataset} {cfg.train_split}")
+    rate, basis = step_rate(cfg, rows)
+    if rate is None:
+        notes.append(basis)
+    factor, loop_basis = loop_factor(rows)
+    ev = _row(rows, "eval_data", kind="evaluation")
+    eval_rate = float(ev["sentences_per_s"]) if ev else None
+    any_row = rows[0] if rows else {}
+
+    def hours(images_per_s):
+        if images_per_s is None or train_refs is None:
+            return None
+        epoch = train_refs / images_per_s + ((val_refs or 0) / eval_rate if eval_rate else 0.0)
+        return cfg.epochs * epoch / gpus / 3600
+
+    mem_row = _row(rows, "official", model="cris_r50") if cfg.model.startswith("cris") else _row(rows, "lts")
+    mem = None
+    if mem_row is not None:
+        mib = mem_row.get("peak_mem_mib") or mem_row.get("ours_peak_mem_mib")
+        mem = None if mib is None else round(mib / 1024, 1)
+        if mem_row.get("peak_mem_note"):
+            notes.append(f"memory: {mem_row['peak_mem_note']} (an upper bound for one model)")
+    return {
+        "config": config if isinstance(config, str) else cfg.model,
+        "device": any_row.get("device"),
+        "torch": any_row.get("torch"),
+        "date": (any_row.get("date") or "")[:10],
+        "gpus": gpus,
+        "train_refs": train_refs,
+        "val_refs": val_refs,
+        "epochs": cfg.epochs,
+        "step_images_per_s": rate,
+        "step_basis": basis,
+        "hours_step_bound": hours(rate),
+        "hours_loop_measured": hours(None if rate is None or factor is None else rate * factor),
+        "loop_basis": loop_basis,
+        "peak_mem_gib_batch": (mem, None if mem_row is None else mem_row.get("batch")),
+        "per_gpu_batch": math.ceil(cfg.batch_size / gpus),
+        "notes": notes,
+    }
