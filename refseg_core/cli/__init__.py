@@ -1,6 +1,7 @@
 """Command line: ``python -m refseg_core <command> ...`` (torchrun-ready).
 
-Commands: ``synth`` (write the synthetic dataset), ``train``, ``evaluate``, ``predict``, ``gather``.
+Commands: ``synth`` (write the synthetic dataset), ``data`` (fetch and verify real data), ``train``,
+``evaluate``, ``predict``, ``gather``.
 Each command lives in its own module, which exposes ``add_arguments(parser)`` and ``run(args)``.
 """
 
@@ -11,6 +12,10 @@ import importlib
 
 COMMANDS = {
     "synth": ("refseg_core.cli.synth", "write the synthetic dataset in REFER / G-REFER format"),
+    "data": (
+        "refseg_core.cli.data",
+        "fetch and verify real data (RefCOCO, RefCOCO+, RefCOCOg, gRefCOCO, RefCOCO-M)",
+    ),
     "train": ("refseg_core.cli.train", "train LTS or CRIS from a YAML parameter file"),
     "evaluate": ("refseg_core.cli.evaluate", "evaluate a checkpoint on a split"),
     "predict": ("refseg_core.cli.predict", "segment one image for one expression"),
