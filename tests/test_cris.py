@@ -262,9 +262,7 @@ def test_pretrained_local_path_reaches_the_backbone(tmp_path):
     torch.save(ref.state_dict(), tmp_path / "clip.pt")
     model = build_model("cris_tiny", pretrained=tmp_path / "clip.pt")
     assert torch.equal(model.backbone.ln_final.weight, ref.ln_final.weight)
-    assert (
-        model.init_sources["pretrained"] == str(tmp_path / "clip.pt") and model.config["pretrained"] is None
-    )
+    assert model.init_sources["pretrained"] == str(tmp_path / "clip.pt") and model.config["pretrained"] is None
 
 
 def _count(model):
