@@ -389,3 +389,15 @@ def test_unknown_names_are_refused(stand, tmp_path):
     get(tmp_path)
     with pytest.raises(DataError, match=r"--images names \['testC'\]"):
         get(tmp_path, images="testC")
+
+
+def test_refcoco_m_objects_pair_with_their_refcoco_masks(stand, tmp_path):
+    from refseg_core.data.refcoco_m import pair_with_refcoco
+
+    get(tmp_path)
+    get(tmp_path, "refcoco_m")
+    m, coco = Refer(tmp_path / "data", "refcoco_m", "unc"), Refer(tmp_path / "data", "refcoco", "unc")
+    pairs = pair_with_refcoco(m, coco)
+    assert len(pairs) == len(m.refs)  # the stand-in's RefCOCO-M masks are RefCOCO's own: IoU 1 each
+    ann_of = {x["ref_id"]: x["ann_id"] for x in coco.refs}  # RefCOCO-M's ids here are RefCOCO's ref ids
+    assert all(iou == 1.0 and c["ann_id"] == ann_of[r["ref_id"]] for r, c, iou in pairs)

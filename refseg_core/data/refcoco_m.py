@@ -155,4 +155,36 @@ def fetch_into(folder: Path, entry: dict, cache_dir=None) -> dict:
     }
 
 
-__all__ = ["DATASET", "IMAGES", "convert", "fetch_into"]
+def pair_with_refcoco(m, coco, split: str = "val") -> list[tuple[dict, dict, float]]:
+    """Each RefCOCO-M ref with the RefCOCO ref of the same image whose mask overlaps it most, and the IoU
+    of the two masks: ``[(refcoco_m ref, refcoco ref, iou)]`` for pairs that overlap at all.
+
+    ``m`` and ``coco`` are :class:`~refseg_core.data.refer.Refer` of ``refcoco_m`` and ``refcoco`` (unc).
+    RefCOCO-M's sample ids are not assumed to be RefCOCO's ids: objects are matched by image and mask.
+    """
+    import numpy as np
+
+    by_image: dict[int, list[dict]] = {}
+    for r in coco.split_refs(split):
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    pairs = []
+    for r in m.refs:
+        cands = by_image.get(int(r["image_id"]), [])
+        if not cands:
+            continue
+        a = m.ref_mask(r).astype(bool)
+        best, best_iou = None, 0.0
+        for c in cands:
+            b = coco.ref_mask(c).astype(bool)
+            if b.shape != a.shape:
+                continue
+            union = np.logical_or(a, b).sum()
+            iou = float(np.logical_and(a, b).sum() / union) if union else 0.0
+            if iou > best_iou:
+                best, best_iou = c, iou
+        if best is not None:
+            pairs.append((r, best, best_iou))
+    return pairs
+
+
+__all__ = ["DATASET", "IMAGES", "convert", "fetch_into", "pair_with_refcoco"]
