@@ -108,6 +108,9 @@ def test_a_failing_command_says_one_sentence_and_exits_2(env, tmp_path):
     assert "--source archive" in line and not (tmp_path / "data" / "refcoco").exists()
     r = _run("python -m refseg_core data verify refcoco --root data", env, tmp_path)
     assert r.returncode == 2 and "data fetch refcoco" in r.stderr
+    Path(tmp_path / "data" / "refcoco").mkdir(parents=True)  # a folder that holds no REFER files
+    r = _run("python -m refseg_core data verify refcoco --root data", env, tmp_path)
+    assert r.returncode == 2 and "holds no refs file" in r.stderr
 
 
 def test_evaluate_scores_a_checkpoint_on_refcoco_m_labelled_as_such(

@@ -401,3 +401,14 @@ def test_refcoco_m_objects_pair_with_their_refcoco_masks(stand, tmp_path):
     assert len(pairs) == len(m.refs)  # the stand-in's RefCOCO-M masks are RefCOCO's own: IoU 1 each
     ann_of = {x["ref_id"]: x["ann_id"] for x in coco.refs}  # RefCOCO-M's ids here are RefCOCO's ref ids
     assert all(iou == 1.0 and c["ann_id"] == ann_of[r["ref_id"]] for r, c, iou in pairs)
+
+
+def test_verify_checks_a_copy_from_elsewhere_by_content(stand, roots, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(roots["refcoco"] / "refcoco", tmp_path / "data" / "refcoco")  # no manifest
+    rep = verify("refcoco", tmp_path / "data", progress=False)  # the overlay expects the copy's counts
+    assert not rep.manifest and "no refseg_manifest.json" in rep.warnings[-1]
+    monkeypatch.delenv("REFSEG_DATA_SOURCES")
+    with pytest.raises(DataError, match="42,404 refs expected"):  # the published counts: not RefCOCO
+        verify("refcoco", tmp_path / "data", progress=False)

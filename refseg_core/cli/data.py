@@ -88,9 +88,8 @@ def run(args) -> int:
             warns = man.get("warnings", [])
         else:
             rep = verify(args.dataset, root)
-            print(
-                f"{args.dataset}: the files match the manifest in {root}/{args.dataset}; verified by content:"
-            )
+            how = "the files match the manifest" if rep.manifest else "no manifest to compare the files with"
+            print(f"{args.dataset} in {root}/{args.dataset}: {how}; verified by content:")
             _print_counts(rep.counts, rep.dataset)
             print(f"  {rep.images_checked:,} images decode at their recorded size")
             print(f"  expected counts from {rep.expected_from}")

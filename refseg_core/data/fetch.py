@@ -95,7 +95,7 @@ def annotations(
     data = sources.load()
     name, entry = sources.source_for(dataset, source, data)
     folder = root / dataset
-    man = None if overwrite else present(root, dataset, source)
+    man = present(root, dataset, source)  # intact: nothing to fetch, with or without overwrite
     if man is not None:
         return man
     what = f"the {dataset} that {name} provides"

@@ -13,7 +13,7 @@ No sum is published for most of these files, so the content is the check:
 * **images**: every image of the checked splits decodes at the width and height ``instances.json``
   records (``coco_images.problem``).
 * **the manifest** (``data verify``): every recorded file still has its SHA-256, and the counts are those
-  recorded.
+  recorded. A folder without one (a copy from elsewhere) gets the content checks, without its images.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Report:
     warnings: list = field(default_factory=list)
     expected_from: str = ""
     images_checked: int = 0
+    manifest: bool = False  # whether the files were compared with a manifest
 
 
 def split_bys(folder: Path, dataset: str) -> list[str]:
@@ -160,10 +161,13 @@ def verify(dataset: str, root, progress: bool = True) -> Report:
             f"{folder} does not exist; fetch it with: python -m refseg_core data fetch {dataset} --root {root}"
         )
     man = manifest.read(folder)
-    if man is None:
-        raise DataError(
-            f"{folder} has no {manifest.NAME}; it was not fetched by data fetch (fetch it with --overwrite)"
+    if man is None:  # a copy from elsewhere: its content can still be checked, not its files' sums
+        report = verify_folder(root, dataset, (), progress)
+        report.warnings.append(
+            f"{folder} has no {manifest.NAME} (not fetched by data fetch): its files' sums and its images "
+            "were not checked"
         )
+        return report
     changed = manifest.changed_files(folder, man)
     if changed:
         raise DataError(
@@ -172,6 +176,7 @@ def verify(dataset: str, root, progress: bool = True) -> Report:
     img = man.get("images") or {}
     splits = img.get("splits") if img.get("count") else ()
     report = verify_folder(root, dataset, None if splits == "all" else splits, progress)
+    report.manifest = True
     if report.counts != man.get("counts"):
         raise DataError(
             f"{folder}: the counts {report.counts} differ from those the manifest records {man.get('counts')}"
