@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from refseg_core.data.sources import DATASETS, ROUTES
+from refseg_core.data.sources import DATASETS, ROUTES, label
 
 
 def add_arguments(parser) -> None:
@@ -90,7 +90,7 @@ def run(args) -> int:
             rep = verify(args.dataset, root)
             how = "the files match the manifest" if rep.manifest else "no manifest to compare the files with"
             print(f"{args.dataset} in {root}/{args.dataset}: {how}; verified by content:")
-            _print_counts(rep.counts, rep.dataset)
+            _print_counts(rep.counts, label(rep.dataset).split()[0])  # RefCOCO-M named as such
             print(f"  {rep.images_checked:,} images decode at their recorded size")
             print(f"  expected counts from {rep.expected_from}")
             warns = rep.warnings
