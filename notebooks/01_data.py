@@ -39,6 +39,7 @@ if "google.colab" in sys.modules:  # in Colab only: install the package (nothing
 config = "smoke_cris"  # the data of this configuration (shipped with refseg_core) is the chapter's data
 overrides = {}  # e.g. {"dataset": "refcoco+"}, or {"data_root": "/data/refer", "synthetic": False}
 letterbox_size = 128  # the network's square input shown here (416 in the papers)
+real_data_root = None  # a data_root filled by `python -m refseg_core data fetch` (e.g. "~/refseg-book/data")
 
 # %%
 import collections
@@ -50,8 +51,13 @@ from IPython.display import Markdown, display
 
 from refseg_core import configs, engine
 from refseg_core.config import load_config
+from refseg_core.data import verify as data_verify
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.data.expression_kind import expression_kind
+from refseg_core.data.refcoco_m import pair_with_refcoco
+from refseg_core.data.refer import VALID_SPLITS_BY, Refer
+from refseg_core.data.sources import DATASETS
+from refseg_core.data.sources import label as dataset_label
 from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, LetterboxParams, denormalize, inverse_letterbox
 from refseg_core.text import ClipTokenizer, split_words
 from refseg_core.viz import grid, overlay
@@ -67,8 +73,10 @@ published = configs.published()
 # object. RefCOCO+ forbade absolute location words ("left", "top"), so its expressions must use appearance
 # and relations. G-Ref (RefCOCOg) {cite}`mao2016gref` was written without a game and has longer
 # expressions; the UMD split {cite}`nagaraja2016umd` is the one used for segmentation. gRefCOCO
-# {cite}`liu2023gres` adds expressions that refer to several objects or to none. Their sizes (refs per
-# split, read from the `published.yaml` shipped with `refseg_core`):
+# {cite}`liu2023gres` adds expressions that refer to several objects or to none. RefCOCO-M
+# (`moondream/refcoco-m`) re-segments RefCOCO's val objects with pixel-accurate masks: a different
+# benchmark, always named as such. Their sizes (refs per split, read from the `published.yaml` shipped with
+# `refseg_core`, the counts `data fetch` verifies against):
 
 # %%
 rows = [
@@ -78,7 +86,7 @@ rows = [
 for name, info in published["datasets"].items():
     refs = info["refs"]
     rows.append(
-        f"| {name} | {info['splitBy']} | "
+        f"| {dataset_label(name)} | {info['splitBy']} | "
         + " | ".join(f"{refs[s]:,}" if s in refs else "–" for s in ["train", "val", "testA", "testB", "test"])
         + " |"
     )
@@ -229,16 +237,95 @@ print({k: (tuple(v.shape) if hasattr(v, "shape") else f"list of {len(v)}") for k
 # %% [markdown]
 # ## Using the real data
 #
-# Point `data_root` at a folder laid out as above and turn `synthetic` off, for example with papermill:
+# One command fetches a real dataset, converts it to the layout above and verifies it by content
+# (`refseg_core/data/fetch.py`; the sources, with their licences, citations and what was verified, are data
+# in `refseg_core/data/sources.yaml`). In Colab, put `!` in front of each line. The RefCOCO annotations and
+# the 1,500 val images (roughly 0.25 GB: half the 3,000 test images reported as about 0.5 GB) should take a
+# few minutes there, RefCOCO-M (about 610 MB, its 1,190 photos included) a few more; these times are not
+# measured, since the machines that build this book reach no data host.
 #
 # ```bash
-# papermill notebooks/01_data.ipynb out.ipynb -y "overrides: {data_root: /data/refer, synthetic: false, dataset: refcoco+}"
+# python -m refseg_core data fetch refcoco --images val
+# python -m refseg_core data verify refcoco
+# python -m refseg_core data fetch refcoco_m
 # ```
 #
-# The COCO train2014 images come from COCO's own server; the REFER annotation archives are no longer on
-# their original server, so `refseg_core.data.download.prepare_refer_data(data_root, refer_base_url=...)`
-# takes the address of an archived copy, verifies checksums when you give them, and lays the folders out.
+# They write under `~/refseg-book/data` (the default `--root`, where the shipped configurations look):
+# `refcoco/refs(unc).p` and `refcoco/instances.json` rebuilt from the Hugging Face parquet copy (one row per
+# ref), `refcoco/refseg_manifest.json` (source, the revision resolved, SHA-256 of every file, the counts),
+# the val images in `images/train2014/`, and `refcoco_m/` with its photos in `refcoco_m/images/`. The refs
+# and images of every split must equal the published counts of the table above, every mask must decode
+# and every image must decode at its recorded size, or the command stops with one sentence saying which;
+# a rerun with everything in place makes no request. `--source archive` takes the original REFER zips
+# (kept by the Wayback Machine; the only source of the google splits), `--images all` the training
+# images too.
 #
+# Given such a folder, the cells below verify what is there and show a few real refs; with RefCOCO and
+# RefCOCO-M both present, the same objects with their original polygon masks and their re-segmented
+# masks. For example with papermill:
+#
+# ```bash
+# papermill notebooks/01_data.ipynb 01_data_real.ipynb -p real_data_root ~/refseg-book/data
+# ```
+#
+# Other chapters read the folder as their data with `overrides: {data_root: ..., synthetic: false}`.
+
+# %%
+real = Path(real_data_root).expanduser() if real_data_root else None
+fetched = [] if real is None else [d for d in DATASETS if (real / d / "refseg_manifest.json").is_file()]
+if real is None:
+    print("real_data_root is None: no real data was given to this run, so the real-data cells are skipped.")
+elif not fetched:
+    print(f"{real} holds no dataset fetched by `data fetch`, so the real-data cells are skipped.")
+else:
+    rows = ["| dataset | splitBy | split | refs | sentences | images |", "|---|---|---|---|---|---|"]
+    notes = []
+    for d in fetched:
+        rep = data_verify.verify(d, real, progress=False)  # the manifest, the counts, masks and images
+        notes.append(f"{dataset_label(d)}: expected counts from {rep.expected_from}")
+        for sb, splits in rep.counts.items():
+            for s, c in splits.items():
+                rows.append(
+                    f"| {dataset_label(d)} | {sb} | {s} | {c['refs']:,} | {c['sentences']:,} | {c['images']:,} |"
+                )
+        for w in rep.warnings:
+            print("warning:", w)
+    display(Markdown("\n".join(rows) + f"\n\nVerified in `{real}`. " + "; ".join(notes) + "."))
+
+# %%
+shown = [d for d in fetched if d != "refcoco_m"]
+if shown:  # a few real refs of the first dataset whose images are in place
+    real_refer = Refer(real, shown[0], VALID_SPLITS_BY[shown[0]][0])
+    with_images = [r for r in real_refer.split_refs("val") if real_refer.image_path(r).is_file()][:4]
+    if with_images:
+        fig, axes = grid(len(with_images), cols=4)
+        for ax, r in zip(axes, with_images):
+            overlay(ax, real_refer.load_image(r), real_refer.ref_mask(r), title=r["sentences"][0]["raw"])
+        plt.tight_layout()
+        plt.show()
+
+# %%
+pairs = []
+if {"refcoco", "refcoco_m"} <= set(fetched):  # the same objects, RefCOCO's polygons vs RefCOCO-M's masks
+    m_refer, c_refer = Refer(real, "refcoco_m", "unc"), Refer(real, "refcoco", "unc")
+    pairs = pair_with_refcoco(m_refer, c_refer)
+    print(
+        f"{len(pairs):,} of {len(m_refer.refs):,} RefCOCO-M objects overlap a RefCOCO val object of their image"
+    )
+if pairs:
+    ious = np.array([iou for _, _, iou in pairs])
+    print(
+        f"IoU between the two masks of each such object: median {np.median(ious):.3f}, mean {ious.mean():.3f}"
+    )
+    fig, axes = plt.subplots(2, min(3, len(pairs)), figsize=(10, 6), squeeze=False)
+    for k, (mr, cr, iou) in enumerate(pairs[:3]):
+        img = m_refer.load_image(mr)
+        overlay(axes[0, k], img, c_refer.ref_mask(cr), title=f"RefCOCO: {cr['sentences'][0]['raw']}")
+        overlay(axes[1, k], img, m_refer.ref_mask(mr), title=f"RefCOCO-M (IoU {iou:.2f})")
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
 # ## Summary
 #
 # * A sample is (image, expression) -> mask of the referred object(s).

@@ -35,7 +35,7 @@ class TrainConfig:
     pretrained: str | None = None  # open_clip tag ("openai") or a local weights file; None = random init
     init_from: str | None = None  # start from this checkpoint's model weights (fine-tuning; fresh optimiser)
     # -- data ----------------------------------------------------------------------------------------
-    dataset: str = "refcoco"  # refcoco, refcoco+, refcocog, grefcoco
+    dataset: str = "refcoco"  # refcoco, refcoco+, refcocog, grefcoco, refcoco_m (RefCOCO-M: evaluation only)
     split_by: str = "unc"  # unc / google (refcoco), unc (refcoco+, grefcoco), umd / google (refcocog)
     data_root: str = "data"  # holds <dataset>/ and images/train2014/
     synthetic: bool = False  # generate the synthetic dataset into data_root when it is missing

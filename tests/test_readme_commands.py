@@ -3,7 +3,9 @@
 - Every `papermill`, `python -m refseg_core` and `torchrun` line of the README's reproduction section runs
   as printed from the repository root (papermill) or an empty folder (the CLI), with `HOME` a temporary
   folder (so `~/refseg-book` is the default refseg home there); a line that would train a full run gets
-  `-p dry_run True` / `--dry-run`, and the smoke training gets one short epoch.
+  `-p dry_run True` / `--dry-run`, and the smoke training gets one short epoch. The `data` lines run
+  against a stand-in server on 127.0.0.1 (tests/standin_server.py) that `HF_ENDPOINT` and
+  `REFSEG_DATA_SOURCES` point at.
 - For every shipped configuration, `train --config NAME --dry-run` prints exactly what a chapter's
   `resolve_config(NAME, {}, dry_run=True)` prints; for two of them, chapter 5 itself under papermill.
 """
@@ -49,9 +51,14 @@ def _env(home: Path) -> dict:
     return env
 
 
-def _run(line: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
+def _run(line: str, cwd: Path, home: Path, extra: dict | None = None) -> subprocess.CompletedProcess:
     r = subprocess.run(
-        ["bash", "-c", line], cwd=cwd, env=_env(home), capture_output=True, text=True, timeout=900
+        ["bash", "-c", line],
+        cwd=cwd,
+        env={**_env(home), **(extra or {})},
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert r.returncode == 0, f"`{line}` failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
@@ -63,12 +70,22 @@ def test_readme_shows_the_commands_this_test_runs():
         for c in readme_commands()
     ]
     assert "papermill" in kinds and "torchrun" in kinds
-    for sub in ("synth", "train", "evaluate", "predict", "gather"):
+    for sub in ("data", "synth", "train", "evaluate", "predict", "gather"):
         assert f"python {sub}" in kinds, f"the README shows no `python -m refseg_core {sub}` line"
 
 
+@pytest.fixture()
+def data_env(tmp_path):
+    """The environment that points `data fetch` at a stand-in for every data host, on 127.0.0.1."""
+    from _source_forms import standin_env
+    from standin_server import StandIn
+
+    with StandIn() as stand:
+        yield standin_env(stand, tmp_path / "standin")
+
+
 @pytest.mark.slow
-def test_readme_commands_run_as_printed(tmp_path):
+def test_readme_commands_run_as_printed(tmp_path, data_env):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
@@ -95,6 +112,9 @@ def test_readme_commands_run_as_printed(tmp_path):
         elif " train " in line and "--dry-run" not in line and "smoke_" not in line:
             out = _run(line + " --dry-run", work, home).stdout
             assert "model: cris_r50" in out and "data_root: /data/refer" in out
+        elif line.startswith("python -m refseg_core data "):
+            out = _run(line, work, home, data_env).stdout
+            assert "verified" in out or "match the manifest" in out
         elif " train " in line and "smoke_" in line:
             _run(line + QUICK, work, home)
             assert (home / "refseg-book" / "runs" / "smoke_cris" / "last.pt").is_file()
@@ -102,6 +122,8 @@ def test_readme_commands_run_as_printed(tmp_path):
             _run(line, work, home)
         ran.append(line)
     assert len(ran) == len(readme_commands())
+    assert (home / "refseg-book" / "data" / "refcoco" / "refseg_manifest.json").is_file()  # data fetch
+    assert any((home / "refseg-book" / "runs" / "smoke_cris").glob("eval_refcoco_m_val.json"))
     assert (work / "data" / "synthetic" / "refcoco" / "instances.json").is_file()  # synth
     assert any((home / "refseg-book" / "runs" / "smoke_cris").glob("eval_*testA*.json"))  # evaluate
     assert (home / "refseg-book" / "runs" / "results.md").is_file()  # gather

@@ -3,6 +3,8 @@
 Scores every sentence of every ref of a split with the official CRIS post-processing and writes
 ``<output_dir>/eval_<dataset>_<split>.json`` (metrics) and, with ``--save-predictions``,
 ``predictions_<dataset>_<split>.json`` (per sample: ref_id, sent_id, iou, mask as COCO RLE).
+``--dataset refcoco_m --data-root DIR`` scores the checkpoint on a dataset fetched by ``data fetch``
+instead (RefCOCO-M's scores are printed and stored labelled RefCOCO-M: it is not RefCOCO val).
 Data, input size and threshold come from ``--config`` (plus ``--set``) or else from the checkpoint's
 own config; a ``--config`` for another model, or for other synthetic data than the checkpoint was
 trained on, is refused. The files go to ``--out`` or else beside the checkpoint; an eval file there that
@@ -21,6 +23,17 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by train (last.pt)")
     parser.add_argument("--config", help="YAML parameter file (default: the config saved in the checkpoint)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    from refseg_core.data.sources import DATASETS
+
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="score on this fetched real dataset instead of the config's (e.g. refcoco_m; sets dataset, "
+        "its split_by and synthetic: false)",
+    )
+    parser.add_argument(
+        "--data-root", help="the data_root that holds --dataset (python -m refseg_core data fetch)"
+    )
     parser.add_argument("--split", action="append", help="split to score (repeatable; default: val_split)")
     parser.add_argument(
         "--save-predictions", action="store_true", help="also write per-sample RLE predictions"
@@ -43,6 +56,7 @@ def run(args) -> int:
     from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
     from refseg_core.engine.results import eval_meta, write_eval
 
+    args.overrides = dataset_overrides(args) + list(args.overrides)
     try:
         ckpt = load_checkpoint(args.checkpoint)
         if args.config:
@@ -81,7 +95,7 @@ def run(args) -> int:
             if info.is_main:
                 meta = eval_meta(cfg, split, args.checkpoint, model.config.get("name"))
                 write_eval(out_dir, metrics, meta, records)
-                print(f"{split}: " + json.dumps(metrics))
+                print(f"{split_label(cfg.dataset, split)}: " + json.dumps(metrics))
     except (ValueError, OSError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
@@ -91,6 +105,25 @@ def run(args) -> int:
     finally:
         distu.cleanup()
     return 0
+
+
+def dataset_overrides(args) -> list[str]:
+    """``--dataset`` / ``--data-root`` as ``--set`` items (placed before the user's own ``--set``)."""
+    from refseg_core.data.refer import VALID_SPLITS_BY
+
+    out = []
+    if getattr(args, "dataset", None):
+        out += [f"dataset={args.dataset}", f"split_by={VALID_SPLITS_BY[args.dataset][0]}", "synthetic=false"]
+    if getattr(args, "data_root", None):
+        out.append(f"data_root={json.dumps(str(Path(args.data_root).expanduser()))}")
+    return out
+
+
+def split_label(dataset: str, split: str) -> str:
+    """How a score is labelled: the split, and for RefCOCO-M the benchmark too (it is not RefCOCO val)."""
+    from refseg_core.data.sources import label
+
+    return f"{label(dataset)} {split}" if dataset == "refcoco_m" else split
 
 
 SYNTHETIC_KEYS = ("synthetic_seed", "synthetic_num_images", "synthetic_image_size")

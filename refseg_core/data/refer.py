@@ -9,6 +9,7 @@ On-disk layout (lichengunc/refer; gRefCOCO of Liu et al., CVPR 2023)::
     <data_root>/grefcoco/grefs(unc).json         G-REFER: the same list as JSON, read otherwise
     <data_root>/<dataset>/instances.json         COCO: images, annotations, categories
     <data_root>/images/train2014/<file_name>     COCO train2014 images
+    <data_root>/refcoco_m/images/<file_name>     RefCOCO-M's own photos (written from its parquet)
 
 A ref is ``{ref_id, ann_id, category_id, image_id, file_name, split, sent_ids, sentences}`` and a
 sentence is ``{raw, sent, sent_id, tokens}``. In G-REFER, ``ann_id`` and ``category_id`` may be
@@ -39,8 +40,13 @@ VALID_SPLITS_BY = {
     "refcoco+": ("unc",),
     "refcocog": ("umd", "google"),
     "grefcoco": ("unc",),
+    "refcoco_m": ("unc",),
 }
-"""The dataset / split_by combinations released with REFER and gRefCOCO."""
+"""The dataset / split_by combinations released with REFER and gRefCOCO, and RefCOCO-M (RefCOCO unc val
+re-segmented, converted by :mod:`refseg_core.data.refcoco_m`; a different benchmark from RefCOCO val)."""
+
+OWN_IMAGES = {"refcoco_m": "images"}
+"""Datasets whose photos ship with them: ``<data_root>/<dataset>/<folder>/`` instead of images/train2014."""
 
 
 class AnnotationError(ValueError):
@@ -159,10 +165,11 @@ class Refer:
 
     Args:
         data_root: folder holding ``<dataset>/`` and ``images/train2014/``.
-        dataset: ``refcoco``, ``refcoco+``, ``refcocog`` or ``grefcoco``.
+        dataset: ``refcoco``, ``refcoco+``, ``refcocog``, ``grefcoco`` or ``refcoco_m``.
         split_by: ``unc`` / ``google`` (refcoco), ``unc`` (refcoco+, grefcoco), ``umd`` / ``google``
             (refcocog).
-        image_dir: where the COCO images are, if not ``<data_root>/images/train2014``.
+        image_dir: where the COCO images are, if not ``<data_root>/images/train2014`` (RefCOCO-M:
+            ``<data_root>/refcoco_m/images``).
 
     Attributes: ``refs`` (list of ref dicts, file order), ``images`` (image id -> COCO image dict),
     ``anns`` (annotation id -> COCO annotation), ``cats`` (category id -> name), ``image_dir`` and
@@ -196,7 +203,10 @@ class Refer:
         self.dataset, self.split_by = dataset, split_by
         self.generalized = dataset == "grefcoco"
         folder = self.data_root / dataset
-        self.image_dir = Path(image_dir) if image_dir is not None else self.data_root / "images" / "train2014"
+        default_dir = (
+            folder / OWN_IMAGES[dataset] if dataset in OWN_IMAGES else self.data_root / "images" / "train2014"
+        )
+        self.image_dir = Path(image_dir) if image_dir is not None else default_dir
 
         if self.generalized:
             # The G_REFER API (gRefCOCO ``grefer.py``) reads the pickle when it exists, else the JSON.

@@ -56,8 +56,9 @@ def prepare_data(cfg: TrainConfig, info: distu.DistInfo | None = None):
             f"data_root {cfg.data_root!r} has no {cfg.dataset}/ folder. Get the data with either\n"
             f"  python -m refseg_core synth --out {cfg.data_root} --flavour {cfg.dataset}   (generated data; "
             "or set synthetic: true)\n"
-            f"  refseg_core.data.download.prepare_refer_data({cfg.data_root!r}, refer_base_url=...)   "
-            "(the real REFER / gRefCOCO annotations; COCO train2014 images go to images/train2014)"
+            f"  python -m refseg_core data fetch {cfg.dataset} --root {cfg.data_root} --images val   (the real "
+            "annotations, converted and verified, and the COCO images of the named splits; with your own "
+            "mirror of the REFER archives: refseg_core.data.download.prepare_refer_data)"
         )
     return Refer(cfg.data_root, cfg.dataset, cfg.split_by)
 

@@ -38,10 +38,13 @@ def eval_meta(cfg, split: str, checkpoint, model_name: str | None = None, **extr
     """The ``meta`` of an eval file: which checkpoint scored which data, and how. ``cfg`` is the
     :class:`~refseg_core.config.TrainConfig` the data and post-processing came from; ``synthetic`` is
     :func:`data_is_synthetic` (so that ``gather`` never sets a score on generated data next to a paper's)."""
+    from refseg_core.data.sources import label
+
     return {
         "checkpoint": str(checkpoint),
         "model": model_name or cfg.model,
         "dataset": cfg.dataset,
+        "dataset_label": label(cfg.dataset),  # RefCOCO-M is not RefCOCO: every printed score says which
         "split_by": cfg.split_by,
         "split": split,
         "synthetic": data_is_synthetic(cfg),
@@ -130,7 +133,7 @@ def table(rows: list[dict], published: list[dict] | None = None) -> tuple[str, l
             [
                 f"{r['run']} ({r['file']})",
                 r["model"],
-                r["dataset"],
+                r["meta"].get("dataset_label", r["dataset"]),
                 r["split"],
                 m.get("n"),
                 *scores,
