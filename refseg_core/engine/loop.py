@@ -143,10 +143,9 @@ class _Run:
             self._restore(ckpt)
 
         self.loss_module = LossModule(self.model, cfg.dice_weight)
+        self.check_unused = info.enabled  # after the first backward (distu.unused_parameters)
         if info.enabled:
-            self.loss_module = nn.parallel.DistributedDataParallel(
-                self.loss_module, device_ids=[device.index] if device.type == "cuda" else None
-            )
+            self.loss_module = distu.wrap(self.loss_module, device)
         if cfg.compile:
             self.loss_module = torch.compile(self.loss_module)
         if self.main:  # first write into output_dir: everything above has been checked
@@ -321,7 +320,15 @@ class _Run:
         that saw a signal or the time limit stops them all)."""
         cfg, info, device = self.cfg, self.info, self.device
         try:
-            out = train_step(self.loss_module, batch, device, self.amp, channels_last=cfg.channels_last)
+            try:
+                out = train_step(self.loss_module, batch, device, self.amp, channels_last=cfg.channels_last)
+            except RuntimeError as exc:  # a parameter went unused in the previous step (after the check)
+                if not distu.is_unfinished_reduction(exc):
+                    raise
+                names = distu.unused_parameters(self.model)
+                raise distu.UnusedParametersError(
+                    distu.unused_message(names, f"in step {self.global_step}")
+                ) from None
             # One collective for the global loss and the stop vote (signal / time limit).
             want_stop = stop.signum is not None or (
                 cfg.time_limit_s is not None and time.time() - self.t_start > cfg.time_limit_s
@@ -341,6 +348,13 @@ class _Run:
                     f"this step were not updated; last good checkpoint: {self.saved or 'none yet'}"
                 )
             backward_step(out, self.loss_module, self.optimizer, self.scaler, cfg)
+            if self.check_unused:
+                self.check_unused = False
+                names = distu.unused_parameters(self.model)
+                if names:
+                    raise distu.UnusedParametersError(
+                        distu.unused_message(names, f"in the first step of {cfg.model}")
+                    )
         except torch.cuda.OutOfMemoryError as exc:
             raise OutOfMemory(
                 f"CUDA out of memory at step {self.global_step + 1} with batch_size {cfg.batch_size} "
