@@ -78,6 +78,7 @@ class TrainConfig:
     log_every: int = 50  # print and log every N optimiser steps
     tensorboard: bool = True  # TensorBoard event files in output_dir/tb
     checkpoint_every: int = 1  # write last.pt every N epochs (and at the end)
+    select_best: bool = False  # also keep best.pt, the epoch with the best val mIoU so far (>=; official)
     time_limit_s: float | None = None  # stop training after this many seconds (then checkpoint + evaluate)
 
     def __post_init__(self):

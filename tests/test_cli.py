@@ -312,8 +312,11 @@ def test_set_and_yaml_lr_1e_4_are_numbers(tmp_path):
 
 def test_directories_are_not_reported_missing(run_dir, tmp_path, capsys):
     base, _, _ = run_dir
-    assert main(["evaluate", "--checkpoint", str(base / "run")]) == 2
+    assert main(["predict", "--checkpoint", str(base / "run"), "--image", "x.png", "--text", "x"]) == 2
     assert "is a directory" in capsys.readouterr().err
+    # evaluate takes a run folder (test_selection.py); one without a checkpoint says what it holds
+    assert main(["evaluate", "--checkpoint", str(tmp_path)]) == 2
+    assert "has no last.pt" in capsys.readouterr().err
     ck = str(base / "run" / "last.pt")
     assert main(["predict", "--checkpoint", ck, "--image", str(tmp_path), "--text", "x"]) == 2
     assert "is a directory" in capsys.readouterr().err

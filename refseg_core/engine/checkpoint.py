@@ -4,7 +4,9 @@ A checkpoint is a plain dict of tensors and plain containers: ``model`` (state d
 (the keywords that rebuild the model with ``build_model``, tokenizer vocabulary included), ``optimizer``,
 ``scheduler``, ``warmup``, ``scaler``, ``rng`` (python, numpy, torch, cuda), ``epoch`` (completed
 epochs), ``step`` (optimiser steps so far), ``epoch_step`` (steps done inside the unfinished epoch),
-``history`` and ``config`` (the :class:`~refseg_core.config.TrainConfig` as a dict).
+``history``, ``config`` (the :class:`~refseg_core.config.TrainConfig` as a dict) and ``best`` (with
+``select_best``: the epoch and validation mIoU of ``best.pt``, else None). ``best.pt`` holds the model part
+only (:mod:`refseg_core.engine.selection`).
 Nothing here is pickled code, so a checkpoint from elsewhere cannot run anything when loaded.
 """
 

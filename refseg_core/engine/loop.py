@@ -5,10 +5,11 @@ A run (:class:`_Run`) is built in the order that makes it resume exactly: seed, 
 samplers, optimiser and schedule (:func:`refseg_core.engine.optim.build_optimizer`), the checkpoint's state
 restored last. Each step is :func:`refseg_core.engine.step.train_step` + :func:`refseg_core.engine.step.backward_step`;
 after each epoch the schedule steps (:func:`refseg_core.engine.optim.end_epoch`), the model is validated
-(:func:`refseg_core.engine.evaluation.evaluate`) and ``last.pt`` is written atomically. SIGINT / SIGTERM
+(:func:`refseg_core.engine.evaluation.evaluate`) and ``last.pt`` is written atomically (with ``select_best``,
+also ``best.pt`` when the epoch's validation mIoU is the best so far: :mod:`refseg_core.engine.selection`). SIGINT / SIGTERM
 (:class:`StopFlag`) and ``time_limit_s`` stop the loop after a step, all ranks together.
 
-The checkpoint's keys are described in :mod:`refseg_core.engine.checkpoint`. This file is a little over 350
+The checkpoint's keys are described in :mod:`refseg_core.engine.checkpoint`. This file is over 350
 lines: :class:`_Run` is one object whose set-up order is what exact resumption depends on, so it is
 kept in one place to be read top to bottom.
 """
@@ -44,6 +45,7 @@ from refseg_core.engine.loaders import Shard, SkipSampler, make_loader
 from refseg_core.engine.optim import build_optimizer, end_epoch
 from refseg_core.engine.prepare import build_model_for, prepare_data, seed_everything
 from refseg_core.engine.runlog import RunLog, say
+from refseg_core.engine.selection import BEST_NAME, BestSelector
 from refseg_core.engine.step import LossModule, amp_dtype, backward_step, set_train_mode, train_step, unwrap
 from refseg_core.engine.stopping import NonFiniteLossError, OutOfMemory, StopFlag, TrainingInterrupted
 from refseg_core.io import write_json
@@ -63,6 +65,7 @@ class TrainResult:
     stopped_early: bool = False
     train_time_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    best: dict | None = None  # select_best: {"epoch", "mIoU", "split", "checkpoint"} of best.pt
 
 
 def train(
@@ -79,7 +82,7 @@ def train(
     it stopped (same weights, optimiser, schedule, RNG and data order). ``config.init_from`` instead
     takes only the model (and its vocabulary) from a checkpoint and starts a new run (fine-tuning).
     Returns a :class:`TrainResult`; ``output_dir`` receives ``config.yaml``, ``last.pt``, ``log.csv``,
-    ``tb/`` and ``metrics.json``.
+    ``tb/`` and ``metrics.json`` (and ``best.pt`` with ``select_best``; ``metrics.json["best"]`` names its epoch).
 
     Raises :class:`NonFiniteLossError` on a NaN/inf loss (the last good checkpoint is kept),
     :class:`OutOfMemory` on CUDA OOM, :class:`TrainingInterrupted` after SIGINT/SIGTERM (checkpoint
@@ -94,6 +97,11 @@ def train(
     from refseg_core.engine import run_dir
 
     ckpt = load_checkpoint(resume) if resume is not None else None
+    if ckpt is not None and "optimizer" not in ckpt:
+        raise ValueError(
+            f"--resume {resume} holds only model weights (a {BEST_NAME}), not a point to continue from; "
+            f"resume the run's last.pt, or start a new run from these weights with init_from"
+        )
     if config is None:
         if ckpt is None or not isinstance(ckpt.get("config"), Mapping):
             raise ValueError("train: give a configuration (or resume a checkpoint that holds one)")
@@ -139,6 +147,7 @@ class _Run:
         self.start_epoch, self.global_step, self.skip_steps = 0, 0, 0
         self.partial_loss = None
         self.epoch_loss, self.epoch_n = 0.0, 0
+        self.best = BestSelector(cfg.val_split, ckpt.get("best") if ckpt is not None else None)
         if ckpt is not None:
             self._restore(ckpt)
 
@@ -425,8 +434,11 @@ class _Run:
                 f"{time.time() - self.t_start:.0f} s elapsed",
             )
         self.log.add(row)
+        is_best = "val_mIoU" in row and cfg.select_best and self.best.offer(epoch + 1, self.metrics)
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
             self.save(epoch + 1, 0)
+        if is_best:
+            self.save_best()
 
     # ------------------------------------------------------------------------- checkpoint and results
     def save(self, epoch_done: int, epoch_step: int) -> Path:
@@ -447,11 +459,29 @@ class _Run:
                 "epoch_loss": [self.epoch_loss, self.epoch_n] if epoch_step else None,
                 "history": list(self.history),
                 "config": self.cfg.to_dict(),
+                "best": self.best.record,
             }
             atomic_torch_save(state, self.ckpt_path)
             self.saved = self.ckpt_path
         distu.barrier()
         return self.ckpt_path
+
+    def save_best(self) -> None:
+        """Write ``best.pt`` (main rank): the weights of the epoch just validated, the run's best so far
+        (:mod:`refseg_core.engine.selection`)."""
+        if self.main:
+            model = unwrap(self.model)
+            state = self.best.checkpoint(
+                model.state_dict(), self.model_config, self.cfg.to_dict(), self.global_step, self.metrics
+            )
+            atomic_torch_save(state, self.out_dir / BEST_NAME)
+            rec = self.best.record
+            say(
+                self.talk,
+                f"epoch {rec['epoch']}: the best {rec['split']} mIoU so far ({100 * rec['mIoU']:.2f}); "
+                f"wrote {self.out_dir / BEST_NAME}",
+            )
+        distu.barrier()
 
     def run_eval(self) -> dict:
         return evaluate(
@@ -481,6 +511,7 @@ class _Run:
                 {
                     **self.metrics,
                     **({"baselines": extra["baselines"]} if "baselines" in extra else {}),
+                    **({"best": self.best.record} if cfg.select_best else {}),
                     "meta": {
                         "model": unwrap(self.model).config.get("name", cfg.model),
                         "dataset": cfg.dataset,
@@ -507,6 +538,7 @@ class _Run:
             stopped_early=self.stopped_early,
             train_time_s=train_time,
             extra=extra,
+            best=self.best.record if cfg.select_best else None,
         )
 
 

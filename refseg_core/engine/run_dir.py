@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 # Files that mark a folder as holding a run (config.yaml alone is written before anything is trained).
-RUN_MARKERS = ("last.pt", "log.csv", "metrics.json")
+RUN_MARKERS = ("last.pt", "best.pt", "log.csv", "metrics.json")
 LOCK_NAME = ".refseg.lock"
 
 # Parameters that may differ from the checkpoint's when resuming: how long and how often, where the
