@@ -62,3 +62,19 @@ def test_cris_paper_cells_run_the_official_recipe(name):
 
 def test_device_auto_in_the_smoke_configurations():
     assert load_config("smoke_cris").device == "auto" and load_config("smoke_lts").device == "auto"
+
+
+@pytest.mark.parametrize("name", [n for n in PAPER_CELLS if n.startswith("lts_")])
+def test_lts_paper_cells_start_from_imagenet_darknet(name):
+    """timm's ImageNet DarkNet-53 by default (the reported COCO-detection weights cannot be had); the
+    header says what the recipe does about warm-up, precision and the backbone lr, and names GloVe."""
+    from refseg_core.models.darknet import TIMM_TAGS
+
+    cfg = load_config(name)
+    assert cfg.model == "lts" and cfg.pretrained in TIMM_TAGS and cfg.select_best is True
+    header = "".join(line for line in configs.path(name).read_text().splitlines(True) if line.startswith("#"))
+    assert "no official recipe" in header and "official recipe" not in header.replace(
+        "no official recipe", ""
+    )
+    for word in ("warm-up", "bf16", "backbone_lr_mult", "glove_path"):
+        assert word in header, word

@@ -112,10 +112,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated file, not a checkpoint, unsafe content
-        raise ValueError(f"checkpoint {path} cannot be loaded: {exc}") from exc
+    from refseg_core.safe_load import torch_load
+
+    ckpt = torch_load(path, "checkpoint", map_location)  # truncated, not a checkpoint, unsafe: one sentence
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"checkpoint {path} holds no 'model' state dict")
     return ckpt

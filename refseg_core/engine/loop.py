@@ -40,7 +40,7 @@ from refseg_core.engine.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from refseg_core.engine.evaluation import evaluate, format_comparison, trivial_baselines
+from refseg_core.engine.evaluation import evaluate, format_comparison, input_stats, trivial_baselines
 from refseg_core.engine.loaders import Shard, SkipSampler, make_loader
 from refseg_core.engine.optim import build_optimizer, end_epoch
 from refseg_core.engine.prepare import build_model_for, prepare_data, seed_everything
@@ -205,6 +205,7 @@ class _Run:
 
         cfg, info = self.cfg, self.info
         tok = self.model.tokenizer
+        stats = input_stats(self.model)  # the backbone's own normalisation and letterbox fill
         self.train_ds = RefSegDataset(
             self.refer,
             cfg.train_split,
@@ -213,6 +214,7 @@ class _Run:
             train=True,
             seed=cfg.seed,
             max_items=cfg.max_train_items,
+            **stats,
         )
         val_ds = RefSegDataset(
             self.refer,
@@ -222,6 +224,7 @@ class _Run:
             train=False,
             max_items=cfg.max_eval_items,
             first_sentence_only=cfg.val_first_sentence_only,
+            **stats,
         )
         self.sampler = DistributedSampler(
             self.train_ds,

@@ -116,7 +116,11 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict:
         try:
             sd = load_state_dict(str(p), weights_only=True)
         except Exception as exc:  # noqa: BLE001 - truncated, not a checkpoint, or unsafe content
-            raise ValueError(f"pretrained={str(path)!r}: not a readable CLIP checkpoint ({exc})") from exc
+            from refseg_core.safe_load import describe_load_error
+
+            raise ValueError(
+                f"pretrained={str(path)!r}: not a readable CLIP checkpoint ({describe_load_error(exc)})"
+            ) from None
     sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     return sd
 
