@@ -228,9 +228,16 @@ def _read_yaml_mapping(p: Path, what: str) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"{what} {p} does not exist")
     try:
-        loaded = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {p} is not a YAML text file (byte {exc.start} is not UTF-8 text)") from None
+    try:
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{what} {p} is not valid YAML: {exc}") from exc
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{what} {p} is not valid YAML{where}: {problem}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
