@@ -527,6 +527,8 @@ class _Run:
                         "threshold": cfg.eval_threshold,
                         "train_time_s": round(train_time, 2),
                         "world_size": info.world_size,
+                        "device": str(self.device),
+                        "torch_threads": torch.get_num_threads(),
                         "val_first_sentence_only": cfg.val_first_sentence_only,
                     },
                 },
