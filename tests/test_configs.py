@@ -78,3 +78,15 @@ def test_lts_paper_cells_start_from_imagenet_darknet(name):
     )
     for word in ("warm-up", "bf16", "backbone_lr_mult", "glove_path"):
         assert word in header, word
+
+
+@pytest.mark.parametrize("name", PAPER_CELLS)
+def test_headers_say_official_recipe_only_where_there_is_one(name):
+    """CRIS on RefCOCO / RefCOCO+ / G-Ref follows the official configs; gRefCOCO has none (the header says
+    what it follows and that word_len 22 is a choice); LTS has no official code."""
+    header = "".join(line for line in configs.path(name).read_text().splitlines(True) if line.startswith("#"))
+    claims = header.replace("no official recipe", "").replace("official RefCOCO recipe", "")
+    official = name.startswith("cris_") and "grefcoco" not in name
+    assert ("the official recipe" in claims) is official, header
+    if name.startswith("cris_") and "grefcoco" in name:
+        assert "no official recipe" in header and "word_len 22 is a choice" in header
