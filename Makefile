@@ -60,6 +60,7 @@ test-unit: $(STAMP)
 
 test-book: $(STAMP) browser
 	$(PY) -m pytest tests/test_book_browser.py tests/test_smoke_learning.py
+	-$(PY) benchmarks/smoke_times.py --out-dir _build/bench
 
 reproduce: $(STAMP)
 	$(PY) -m refseg_core train --config $(RUN)

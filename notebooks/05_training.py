@@ -710,7 +710,7 @@ print(
 #
 # 1. Set `overrides = {"precision": "bf16"}` in the parameters cell (papermill: `-y "overrides: {precision: bf16}"`). Does the smoke
 #    run still learn? How long does it take on your machine?
-# 2. Run `python -m refseg_core train --config smoke_cris --set epochs=4`, stop it with Ctrl-C
+# 2. Run `python -m refseg_core train --config smoke_cris --set epochs=4 --set output_dir=runs/resume_try`, stop it with Ctrl-C
 #    during epoch 3, resume with `--resume`, and compare `metrics.json` with an uninterrupted 4-epoch run.
 # 3. Start two CPU processes with `torchrun --nproc_per_node 2 -m refseg_core train --config
 #    smoke_cris --set epochs=1 --set output_dir=runs/ddp_try`. What is the per-rank batch, and how many steps does an epoch

@@ -78,6 +78,7 @@ class TrainConfig:
     log_every: int = 50  # print and log every N optimiser steps
     tensorboard: bool = True  # TensorBoard event files in output_dir/tb
     checkpoint_every: int = 1  # write last.pt every N epochs (and at the end)
+    select_best: bool = False  # also keep best.pt, the epoch with the best val mIoU so far (>=; official)
     time_limit_s: float | None = None  # stop training after this many seconds (then checkpoint + evaluate)
 
     def __post_init__(self):
@@ -227,9 +228,16 @@ def _read_yaml_mapping(p: Path, what: str) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"{what} {p} does not exist")
     try:
-        loaded = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} {p} is not a YAML text file (byte {exc.start} is not UTF-8 text)") from None
+    try:
+        loaded = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ValueError(f"{what} {p} is not valid YAML: {exc}") from exc
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{what} {p} is not valid YAML{where}: {problem}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -1,10 +1,11 @@
 """The bar the book's smoke runs must clear (issue 18), in one place: chapter 5 prints the verdict and
-``tests/test_smoke_learning.py`` fails CI when a run of ``make book`` misses it.
+``tests/test_smoke_learning.py`` fails CI when a run of ``make book`` misses its learning part.
 
 A smoke run *learned* when its validation mIoU reaches ``min_mIoU`` and beats the best language-blind
-baseline (the whole image, the largest object) by ``min_margin``, within ``max_train_s`` seconds of
-training on an idle 2-core CPU. The runs are fixed in epochs and seeded, so the learning numbers are the
-same on any machine (up to float rounding between thread counts); only the time depends on the machine.
+baseline (the whole image, the largest object) by ``min_margin``; it should do so within ``max_train_s``
+seconds of training on an idle 2-core CPU. The runs are fixed in epochs and seeded, so the learning numbers
+are the same on any machine (up to float rounding between thread counts); only the time depends on the
+machine, so the time is a budget that ``benchmarks/smoke_times.py`` reports (a benchmark row), not a test.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ BARS = {
 }
 
 
-def misses(config_name: str, metrics: Mapping, train_time_s: float) -> list[str]:
+def misses(config_name: str, metrics: Mapping, train_time_s: float | None = None) -> list[str]:
     """What a run of ``config_name`` misses of its bar (empty: it learned). ``metrics`` is a
-    ``metrics.json`` (``mIoU`` and ``baselines``: ``{name: {"mIoU": ...}}``)."""
+    ``metrics.json`` (``mIoU`` and ``baselines``: ``{name: {"mIoU": ...}}``); with ``train_time_s`` the
+    time budget is included (chapter 5 shows it; CI never checks it)."""
     bar = BARS[config_name]
     best = max(b["mIoU"] for b in metrics["baselines"].values())
     out = []
@@ -30,6 +32,6 @@ def misses(config_name: str, metrics: Mapping, train_time_s: float) -> list[str]
             f"val mIoU {metrics['mIoU']:.3f} is not {100 * bar['min_margin']:.0f} points above the best "
             f"baseline {best:.3f}"
         )
-    if train_time_s > bar["max_train_s"]:
+    if train_time_s is not None and train_time_s > bar["max_train_s"]:
         out.append(f"trained {train_time_s:.0f} s, more than {bar['max_train_s']:.0f} s")
     return out

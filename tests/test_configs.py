@@ -62,3 +62,31 @@ def test_cris_paper_cells_run_the_official_recipe(name):
 
 def test_device_auto_in_the_smoke_configurations():
     assert load_config("smoke_cris").device == "auto" and load_config("smoke_lts").device == "auto"
+
+
+@pytest.mark.parametrize("name", [n for n in PAPER_CELLS if n.startswith("lts_")])
+def test_lts_paper_cells_start_from_imagenet_darknet(name):
+    """timm's ImageNet DarkNet-53 by default (the reported COCO-detection weights cannot be had); the
+    header says what the recipe does about warm-up, precision and the backbone lr, and names GloVe."""
+    from refseg_core.models.darknet import TIMM_TAGS
+
+    cfg = load_config(name)
+    assert cfg.model == "lts" and cfg.pretrained in TIMM_TAGS and cfg.select_best is True
+    header = "".join(line for line in configs.path(name).read_text().splitlines(True) if line.startswith("#"))
+    assert "no official recipe" in header and "official recipe" not in header.replace(
+        "no official recipe", ""
+    )
+    for word in ("warm-up", "bf16", "backbone_lr_mult", "glove_path"):
+        assert word in header, word
+
+
+@pytest.mark.parametrize("name", PAPER_CELLS)
+def test_headers_say_official_recipe_only_where_there_is_one(name):
+    """CRIS on RefCOCO / RefCOCO+ / G-Ref follows the official configs; gRefCOCO has none (the header says
+    what it follows and that word_len 22 is a choice); LTS has no official code."""
+    header = "".join(line for line in configs.path(name).read_text().splitlines(True) if line.startswith("#"))
+    claims = header.replace("no official recipe", "").replace("official RefCOCO recipe", "")
+    official = name.startswith("cris_") and "grefcoco" not in name
+    assert ("the official recipe" in claims) is official, header
+    if name.startswith("cris_") and "grefcoco" in name:
+        assert "no official recipe" in header and "word_len 22 is a choice" in header

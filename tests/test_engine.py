@@ -201,8 +201,7 @@ def test_failure_while_saving_keeps_previous_checkpoint(data_root, tmp_path, mon
     def flaky(obj, f, *a, **k):
         calls["n"] += 1
         if calls["n"] == 2:
-            with open(f, "wb") as fh:
-                fh.write(b"half a checkpoint")
+            f.write(b"half a checkpoint")  # torch writes into the open temporary file
             raise OSError("disk full")
         return real_save(obj, f, *a, **k)
 
@@ -340,3 +339,35 @@ def test_train_overwrite_replaces_the_run_and_resume_needs_no_config(data_root, 
             progress=False,
             resume=out / "last.pt",
         )
+
+
+def test_the_data_pipeline_uses_the_models_normalisation(data_root, tmp_path, monkeypatch):
+    """Training, evaluation and prediction normalise (and letterbox) with the statistics the model declares
+    (``model.input_mean`` / ``input_std`` / ``fill``): ImageNet's for a DarkNet with timm's weights."""
+    from PIL import Image
+
+    from refseg_core.data.dataset import RefSegDataset
+    from refseg_core.models.base import NORMALIZATIONS
+
+    seen = []
+    real_init = RefSegDataset.__init__
+
+    def spy(self, *a, **k):
+        real_init(self, *a, **k)
+        seen.append((self.mean, self.std))
+
+    monkeypatch.setattr(RefSegDataset, "__init__", spy)
+    cfg = tiny_config(data_root, tmp_path / "run", epochs=1, model_overrides={"normalization": "imagenet"})
+    r = engine.train(cfg, progress=False)
+    assert r.model.normalization == "imagenet" and len(seen) >= 2  # the training and validation sets
+    assert set(seen) == {NORMALIZATIONS["imagenet"]}
+    seen.clear()
+    engine.evaluate(r.model, Refer(data_root, "refcoco", "unc"), split="val", input_size=32, max_items=2)
+    assert seen == [NORMALIZATIONS["imagenet"]]
+    inputs = []
+    r.model.register_forward_pre_hook(lambda m, args: inputs.append(args[0]))
+    engine.predict(r.model, Image.new("RGB", (64, 32), (10, 200, 30)), "the red one", input_size=32)
+    x = inputs[0][0]  # (3, 32, 32): the 64x32 image fills rows 8..23; the border is the model's mean
+    assert x[:, :8].abs().max() < 1e-6 and x[:, 24:].abs().max() < 1e-6
+    mean, std = NORMALIZATIONS["imagenet"]
+    assert float(x[1, 16, 16]) == pytest.approx((200 / 255 - mean[1]) / std[1], abs=1e-5)

@@ -1,11 +1,18 @@
-"""The README's commands work as printed, and a chapter and the CLI resolve a configuration name alike.
+"""The launch lines of the README and of the chapters run as printed, and a chapter and the CLI resolve a
+configuration name alike.
 
-- Every `papermill`, `python -m refseg_core` and `torchrun` line of the README's reproduction section runs
-  as printed from the repository root (papermill) or an empty folder (the CLI), with `HOME` a temporary
-  folder (so `~/refseg-book` is the default refseg home there); a line that would train a full run gets
-  `-p dry_run True` / `--dry-run`, and the smoke training gets one short epoch. The `data` lines run
-  against a stand-in server on 127.0.0.1 (tests/standin_server.py) that `HF_ENDPOINT` and
-  `REFSEG_DATA_SOURCES` point at.
+- Every `papermill`, `python -m refseg_core` and `torchrun` line of the README's reproduction section, of the
+  chapters' ```bash blocks and of their exercises runs as printed, with only size overrides appended (a few
+  items, one epoch), from the repository root (papermill) or an empty folder (the CLI), with `HOME` a
+  temporary folder (so `~/refseg-book` is the default refseg home there). Never a `--dry-run` added: a line
+  that is a dry run as printed stays one, every other line trains, evaluates or predicts for real.
+- A line that cannot run here as a full run (a paper-cell configuration: real data in `/data/refer`, CLIP or
+  DarkNet weights to download, a GPU) runs the same configuration on the synthetic data with random weights
+  and the family's tiny model at 64 px (:data:`PAPER_CELL_AT_TINY_SIZE`); what each line got is printed.
+- A `train` of a paper cell gets a fresh home (the chapter shows alternatives that write the same run
+  folder), a `--resume` runs where its checkpoint is, identical lines run once.
+- The `data` lines (and every other line, harmlessly) run against a stand-in server on 127.0.0.1
+  (tests/standin_server.py) that `HF_ENDPOINT` and `REFSEG_DATA_SOURCES` point at.
 - For every shipped configuration, `train --config NAME --dry-run` prints exactly what a chapter's
   `resolve_config(NAME, {}, dry_run=True)` prints; for two of them, chapter 5 itself under papermill.
 """
@@ -22,6 +29,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from refseg_core import configs
@@ -30,19 +38,56 @@ from refseg_core.notebook import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-QUICK = " --set epochs=1 --set max_train_items=32 --set max_eval_items=16"
+KINDS = ("papermill ", "python -m refseg_core", "torchrun ")
+
+# Size overrides: a smoke configuration keeps its data and model, with fewer images, items and epochs.
+SMOKE_AT_TINY_SIZE = {"epochs": 1, "max_train_items": 32, "max_eval_items": 16, "synthetic_num_images": 120}
+# A paper cell needs real data, downloaded weights and a GPU: here it runs on generated data (in one shared
+# folder), with random weights, the tiny model of its family and small inputs. Everything else (recipe,
+# precision, sync_bn, best-epoch selection, DDP) is the configuration's own.
+PAPER_CELL_AT_TINY_SIZE = {
+    "synthetic": True,
+    "synthetic_num_images": 24,
+    "synthetic_image_size": 64,
+    "pretrained": None,
+    "input_size": 64,
+    "batch_size": 16,  # 8 processes x 2 (CRIS's BatchNorm1d needs 2 samples per process)
+    "epochs": 1,
+    "max_train_items": 16,
+    "max_eval_items": 8,
+    "num_workers": 0,
+    "log_every": 1,
+}
+
+
+def _commands(text: str) -> list[str]:
+    """Lines of ``text`` that start a launch command (backslash continuations joined)."""
+    text = re.sub(r"\s*\\\n\s*", " ", text)
+    return [ln.strip() for ln in text.splitlines() if ln.strip().startswith(KINDS)]
 
 
 def readme_commands() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Reproduction runs", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    return [
-        line.strip()
-        for b in blocks
-        for line in b.splitlines()
-        if line.strip().startswith(("papermill ", "python -m refseg_core", "torchrun "))
-    ]
+    return _commands("\n".join(re.findall(r"```bash\n(.*?)```", section, re.S)))
+
+
+def chapter_commands() -> list[tuple[str, str]]:
+    """``(chapter, line)`` for the launch lines of the chapters: in their ```bash blocks (markdown cells) and
+    in backticks in their Exercises sections."""
+    out = []
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        markdown = "\n".join(
+            ln[2:] if ln.startswith("# ") else ln[1:]
+            for ln in nb.read_text().splitlines()
+            if ln.startswith("#") and not ln.startswith("# %%")
+        )
+        lines = _commands("\n".join(re.findall(r"```bash\n(.*?)```", markdown, re.S)))
+        if "## Exercises" in markdown:
+            exercises = " ".join(markdown.split("## Exercises", 1)[1].split())
+            lines += [c.strip() for c in re.findall(r"`([^`]+)`", exercises) if c.strip().startswith(KINDS)]
+        out += [(nb.stem, ln) for ln in lines]
+    return out
 
 
 def _env(home: Path) -> dict:
@@ -72,6 +117,89 @@ def test_readme_shows_the_commands_this_test_runs():
     assert "papermill" in kinds and "torchrun" in kinds
     for sub in ("data", "synth", "train", "evaluate", "predict", "gather"):
         assert f"python {sub}" in kinds, f"the README shows no `python -m refseg_core {sub}` line"
+    chapters = chapter_commands()
+    # chapter 5's exercises 2 and 3, its full-run block (one GPU, eight, resume, papermill), chapter 1's papermill
+    assert any("--nproc_per_node 2" in ln and "smoke_cris" in ln for _, ln in chapters)
+    assert any("--resume" in ln and ln.startswith("torchrun") for _, ln in chapters)
+    assert {ch for ch, ln in chapters if ln.startswith("papermill")} >= {"01_data", "05_training"}
+
+
+def _family_tiny(config: str) -> str:
+    return (
+        "lts_tiny"
+        if yaml.safe_load(configs.path(config).read_text())["model"].startswith("lts")
+        else "cris_tiny"
+    )
+
+
+def _is_paper_cell(config: str | None) -> bool:
+    return config is not None and config in configs.names() and not config.startswith("smoke_")
+
+
+def _set(values: dict) -> str:
+    return "".join(
+        f" --set {k}={'null' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in values.items()
+    )
+
+
+def sized(line: str, syn: Path) -> tuple[str, str]:
+    """``line`` with its size overrides appended, and what they do (printed by the test)."""
+    words = shlex.split(line)
+    if words[0] == "papermill":
+        if "dry_run True" in line:
+            return line, "a dry run as printed"
+        own, params, i = {}, {"config": "smoke_cris", "lts_config": None}, 3  # the chapters' defaults
+        while i < len(words):
+            if words[i] == "-p":
+                params[words[i + 1]] = words[i + 2]
+                i += 3
+            elif words[i] == "-y":
+                own.update(yaml.safe_load(words[i + 1]))
+                i += 2
+            else:
+                raise AssertionError(f"papermill option {words[i]!r} in `{line}` is not -p or -y")
+        extra, what = {}, []
+        for key, cfg_key in (("overrides", "config"), ("lts_overrides", "lts_config")):
+            config = None if params[cfg_key] in (None, "None") else params[cfg_key]
+            if config is None and key not in own:
+                continue
+            mine = dict(own.get(key, {}))
+            if _is_paper_cell(config):
+                mine.update(PAPER_CELL_AT_TINY_SIZE, model=_family_tiny(config), data_root=str(syn))
+                what.append(f"{config}: generated data, {_family_tiny(config)}, random weights, 64 px")
+            elif "data_root" in mine:  # real data named: the generated set of the same flavour
+                mine.update(
+                    synthetic=True, data_root=str(syn), synthetic_num_images=24, synthetic_image_size=64
+                )
+                what.append(
+                    f"{config}: generated data of the same flavour instead of {own[key]['data_root']}"
+                )
+            else:
+                mine.update(SMOKE_AT_TINY_SIZE)
+                what.append(f"{config}: one short epoch")
+            extra[key] = mine
+        flow = yaml.safe_dump(extra, default_flow_style=True, width=10**6).strip()
+        return f"{line} -y {shlex.quote(flow)}", "; ".join(what)
+    if "--dry-run" in words:
+        return line, "a dry run as printed"
+    if " synth " in f" {line} ":
+        return line + " --num-images 60", "60 images"
+    if " train " in f" {line} ":
+        if "--resume" in words:
+            return line + " --set epochs=2", "one more epoch"
+        config = words[words.index("--config") + 1]
+        if _is_paper_cell(config):
+            values = dict(PAPER_CELL_AT_TINY_SIZE, model=_family_tiny(config), data_root=str(syn))
+            return line + _set(values), "generated data, tiny model, random weights, 64 px, one epoch"
+        return line + _set(SMOKE_AT_TINY_SIZE), "one short epoch"
+    return line, "as printed"
+
+
+def _same_run(line: str) -> str:
+    """``line`` with papermill's output notebook left out: two lines that differ only there run the same."""
+    words = shlex.split(line)
+    return shlex.join(words[:2] + words[3:]) if words[0] == "papermill" else shlex.join(words)
 
 
 @pytest.fixture()
@@ -85,48 +213,88 @@ def data_env(tmp_path):
 
 
 @pytest.mark.slow
-def test_readme_commands_run_as_printed(tmp_path, data_env):
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    Image.fromarray((np.random.default_rng(0).random((60, 80, 3)) * 255).astype("uint8")).save(
-        work / "photo.jpg"
-    )
-    ran = []
-    for line in readme_commands():
-        words = shlex.split(line)
-        if words[0] == "papermill":
-            out = ROOT / words[2]
-            assert not out.exists(), f"{out} exists already; remove it"
-            try:
-                cmd = line if "dry_run True" in line else line + " -p dry_run True"
-                _run(cmd, ROOT, home)
-                nb = nbformat.read(out, as_version=4)
-            finally:
-                out.unlink(missing_ok=True)
-            printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-            config = words[words.index("config") + 1]
-            assert f"# config: {config}" in printed and "dry_run:" in printed
-            if "/data/refer" in line:
-                assert "data_root: /data/refer" in printed
-        elif " train " in line and "--dry-run" not in line and "smoke_" not in line:
-            out = _run(line + " --dry-run", work, home).stdout
-            assert "model: cris_r50" in out and "data_root: /data/refer" in out
-        elif line.startswith("python -m refseg_core data "):
-            out = _run(line, work, home, data_env).stdout
-            assert "verified" in out or "match the manifest" in out
-        elif " train " in line and "smoke_" in line:
-            _run(line + QUICK, work, home)
-            assert (home / "refseg-book" / "runs" / "smoke_cris" / "last.pt").is_file()
-        else:
-            _run(line, work, home)
-        ran.append(line)
-    assert len(ran) == len(readme_commands())
-    assert (home / "refseg-book" / "data" / "refcoco" / "refseg_manifest.json").is_file()  # data fetch
-    assert any((home / "refseg-book" / "runs" / "smoke_cris").glob("eval_refcoco_m_val.json"))
-    assert (work / "data" / "synthetic" / "refcoco" / "instances.json").is_file()  # synth
-    assert any((home / "refseg-book" / "runs" / "smoke_cris").glob("eval_*testA*.json"))  # evaluate
-    assert (home / "refseg-book" / "runs" / "results.md").is_file()  # gather
+def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
+    syn = tmp_path / "synthetic"  # the generated stand-in for /data/refer (every flavour, one folder)
+    homes: list[Path] = []
+
+    def new_home() -> tuple[Path, Path]:
+        home = tmp_path / f"home{len(homes)}"
+        (home / "work").mkdir(parents=True)
+        Image.fromarray((np.random.default_rng(0).random((60, 80, 3)) * 255).astype("uint8")).save(
+            home / "work" / "photo.jpg"
+        )
+        homes.append(home)
+        return home, home / "work"
+
+    sources = [("README", readme_commands())]
+    for chapter, line in chapter_commands():
+        if sources[-1][0] != chapter:
+            sources.append((chapter, []))
+        sources[-1][1].append(line)
+    ran: dict[str, Path] = {}
+    report = []
+    for source, lines in sources:
+        home, work = new_home()
+        for line in lines:
+            if _same_run(line) in {_same_run(x) for x in ran}:
+                same = "the same command" + ("" if line in ran else ", up to papermill's output file")
+                report.append(f"{source}: `{line}` ran above ({same})")
+                ran[line] = next(h for x, h in ran.items() if _same_run(x) == _same_run(line))
+                continue
+            words = shlex.split(line)
+            here = home
+            if " train " in f" {line} " and "--resume" in words:  # where its checkpoint is
+                ckpt = words[words.index("--resume") + 1]
+                here = next(h for h in [home, *homes] if Path(ckpt.replace("~", str(h), 1)).is_file())
+            elif (
+                " train " in f" {line} "
+                and "--config" in words
+                and _is_paper_cell(words[words.index("--config") + 1])
+            ):
+                here, _ = new_home()
+            cmd, what = sized(line, syn)
+            if words[0] == "papermill":
+                out = ROOT / words[2]
+                assert not out.exists(), f"{out} exists already; remove it"
+                try:
+                    _run(cmd, ROOT, here, data_env)
+                    nb = nbformat.read(out, as_version=4)
+                finally:
+                    out.unlink(missing_ok=True)
+                printed = "".join(
+                    o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                )
+                if "dry_run True" in line:
+                    assert "dry_run:" in printed and "training " not in printed
+                elif "05_training" in line:  # both models trained, on the stand-in data
+                    assert "training cris_tiny" in printed and "training lts_tiny" in printed
+                else:  # chapter 1 lists the files of the flavour it was pointed at, generated here
+                    flavour = "refcoco+" if "refcoco+" in line else "refcoco"
+                    assert f"{flavour}/instances.json" in printed
+            else:
+                out = _run(cmd, here / "work", here, data_env).stdout
+                if words[:4] == ["python", "-m", "refseg_core", "data"]:
+                    assert "verified" in out or "match the manifest" in out, out[-2000:]
+                elif "--dry-run" in words:
+                    assert "model: cris_r50" in out and "select_best: true" in out
+                elif " train " in f" {line} ":
+                    assert "wrote " in out and "last.pt" in out, out[-2000:]
+                    if "--resume" not in words and _is_paper_cell(words[words.index("--config") + 1]):
+                        assert "best.pt (what evaluate scores)" in out  # select_best, as the config says
+            ran[line] = here
+            report.append(f"{source}: `{line}` ({what})")
+    with capsys.disabled():
+        print("\n" + "\n".join(report))
+    assert set(ran) == set(readme_commands()) | {ln for _, ln in chapter_commands()}
+    readme_home = ran[readme_commands()[0]]
+    smoke_home = ran[next(ln for ln in readme_commands() if "smoke_cris" in ln and " train " in ln)]
+    assert any((smoke_home / "refseg-book" / "runs" / "smoke_cris").glob("eval_*testA*.json"))  # evaluate
+    assert (smoke_home / "refseg-book" / "runs" / "results.md").is_file()  # gather
+    assert (smoke_home / "work" / "data" / "synthetic" / "refcoco" / "instances.json").is_file()  # synth
+    assert readme_home.is_dir()
+    # chapter 5's exercise 3: two processes, the per-rank batch is half the global one
+    ddp = next(h for ln, h in ran.items() if "--nproc_per_node 2" in ln)
+    assert (ddp / "work" / "runs" / "ddp_try" / "last.pt").is_file()
 
 
 def _cli_dry_run(argv: list[str]) -> str:

@@ -1,5 +1,10 @@
 """``python -m refseg_core evaluate --checkpoint CKPT --split S [--config FILE] [--save-predictions]``.
 
+``--checkpoint`` is a checkpoint file, a run folder, or ``best`` / ``last`` (in the ``output_dir`` of
+``--config``); a folder, or no ``--checkpoint`` with a ``--config``, scores the run's ``best.pt`` when it
+kept one (``select_best``: the official protocol, :mod:`refseg_core.engine.selection`) and ``last.pt``
+otherwise, and says which.
+
 Scores every sentence of every ref of a split with the official CRIS post-processing and writes
 ``<output_dir>/eval_<dataset>_<split>.json`` (metrics) and, with ``--save-predictions``,
 ``predictions_<dataset>_<split>.json`` (per sample: ref_id, sent_id, iou, mask as COCO RLE).
@@ -20,7 +25,11 @@ from pathlib import Path
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by train (last.pt)")
+    parser.add_argument(
+        "--checkpoint",
+        help="a checkpoint file, a run folder, or best / last (in --config's output_dir); default: the "
+        "run's best.pt when it kept one, else last.pt",
+    )
     parser.add_argument("--config", help="YAML parameter file (default: the config saved in the checkpoint)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     from refseg_core.data.sources import DATASETS
@@ -58,6 +67,7 @@ def run(args) -> int:
 
     args.overrides = dataset_overrides(args) + list(args.overrides)
     try:
+        args.checkpoint = str(choose_checkpoint(args.checkpoint, args.config, args.overrides))
         ckpt = load_checkpoint(args.checkpoint)
         if args.config:
             cfg = load_config(args.config, args.overrides)
@@ -93,7 +103,9 @@ def run(args) -> int:
             metrics, records = res if args.save_predictions else (res, None)
             results[split] = metrics
             if info.is_main:
-                meta = eval_meta(cfg, split, args.checkpoint, model.config.get("name"))
+                meta = eval_meta(
+                    cfg, split, args.checkpoint, model.config.get("name"), checkpoint_epoch=ckpt.get("epoch")
+                )
                 write_eval(out_dir, metrics, meta, records)
                 print(f"{split_label(cfg.dataset, split)}: " + json.dumps(metrics))
     except (ValueError, OSError) as exc:
@@ -124,6 +136,30 @@ def split_label(dataset: str, split: str) -> str:
     from refseg_core.data.sources import label
 
     return f"{label(dataset)} {split}" if dataset == "refcoco_m" else split
+
+
+def choose_checkpoint(checkpoint, config, overrides) -> Path:
+    """The file to score: ``checkpoint`` when it is a file; else the best or last checkpoint of a run folder
+    (``checkpoint`` itself, or the ``output_dir`` of ``config``), the choice printed."""
+    from refseg_core.engine.selection import pick_checkpoint
+
+    which = checkpoint if checkpoint in ("best", "last") else "auto"
+    if checkpoint is not None and which == "auto" and not Path(checkpoint).is_dir():
+        return Path(checkpoint)  # a file (load_checkpoint names it when it is missing)
+    if checkpoint is None or which != "auto":
+        if not config:
+            raise ValueError(
+                "give --checkpoint (a checkpoint file or a run folder), or --config to score that run's "
+                f"{'best.pt or last.pt' if checkpoint is None else checkpoint + '.pt'}"
+            )
+        from refseg_core.config import load_config
+
+        folder = Path(load_config(config, overrides).output_dir)
+    else:
+        folder = Path(checkpoint)
+    path, why = pick_checkpoint(folder, which)
+    print(f"evaluate: {why}")
+    return path
 
 
 SYNTHETIC_KEYS = ("synthetic_seed", "synthetic_num_images", "synthetic_image_size")

@@ -23,7 +23,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     from refseg_core import engine
@@ -37,6 +36,7 @@ def run(args) -> int:
                 f"--input-size must be a positive multiple of 32 (the encoders' stride), "
                 f"got {args.input_size}"
             )
+        out = _output_folder(args.out)
         ckpt = load_checkpoint(args.checkpoint)
         cfg = ckpt.get("config", {})
         size = args.input_size or int(cfg.get("input_size", 416))
@@ -67,27 +67,54 @@ def run(args) -> int:
     except (ValueError, OSError, TypeError) as exc:
         print(f"predict: error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    try:
+        _write_outputs(out, image, prob, mask, args.text)
+    except OSError as exc:  # disk full, permissions: nothing half-written (atomic files)
+        print(
+            f"predict: error: cannot write into --out {str(out)!r} ({exc.strerror or exc})", file=sys.stderr
+        )
+        return 2
+    print(
+        f"mask area {int(mask.sum())} of {mask.size} pixels; wrote {out / 'mask.png'}, {out / 'overlay.png'}"
+    )
+    return 0
+
+
+def _output_folder(out) -> Path:
+    """``--out`` as a folder path that can be made (checked before anything runs; created when writing)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    first = next((p for p in out.absolute().parents if p.exists()), None)
+    if first is not None and not first.is_dir():
+        raise ValueError(
+            f"--out {str(out)!r} lies under the regular file {str(first)!r}; choose a folder path"
+        )
+    return out
+
+
+def _write_outputs(out: Path, image, prob, mask, text: str) -> None:
+    """``mask.png``, ``prob.png`` and ``overlay.png`` into ``out`` (created), each atomically."""
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
     out.mkdir(parents=True, exist_ok=True)
     _save_png(Image.fromarray((mask * 255).astype(np.uint8)), out / "mask.png")
     _save_png(Image.fromarray((prob * 255).round().astype(np.uint8)), out / "prob.png")
-    import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from refseg_core.viz import overlay
 
     fig, ax = plt.subplots(figsize=(5, 5 * image.height / image.width))
-    overlay(ax, image, mask, title=args.text)
-    fig.tight_layout()
-    with atomic_path(out / "overlay.png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    print(
-        f"mask area {int(mask.sum())} of {mask.size} pixels; wrote {out / 'mask.png'}, {out / 'overlay.png'}"
-    )
-    return 0
+    try:
+        overlay(ax, image, mask, title=text)
+        fig.tight_layout()
+        with atomic_path(out / "overlay.png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
 
 
 def _save_png(img, path: Path) -> None:

@@ -101,4 +101,9 @@ def run(args) -> int:
     if distu.env_info().is_main:
         print(json.dumps({k: v for k, v in result.metrics.items()}, indent=None))
         print(f"wrote {result.output_dir / 'metrics.json'} and {result.checkpoint}")
+        if result.best is not None:
+            print(
+                f"best {result.best['split']} mIoU {100 * result.best['mIoU']:.2f} at epoch "
+                f"{result.best['epoch']}: {result.output_dir / result.best['checkpoint']} (what evaluate scores)"
+            )
     return 0

@@ -4,7 +4,9 @@ A checkpoint is a plain dict of tensors and plain containers: ``model`` (state d
 (the keywords that rebuild the model with ``build_model``, tokenizer vocabulary included), ``optimizer``,
 ``scheduler``, ``warmup``, ``scaler``, ``rng`` (python, numpy, torch, cuda), ``epoch`` (completed
 epochs), ``step`` (optimiser steps so far), ``epoch_step`` (steps done inside the unfinished epoch),
-``history`` and ``config`` (the :class:`~refseg_core.config.TrainConfig` as a dict).
+``history``, ``config`` (the :class:`~refseg_core.config.TrainConfig` as a dict) and ``best`` (with
+``select_best``: the epoch and validation mIoU of ``best.pt``, else None). ``best.pt`` holds the model part
+only (:mod:`refseg_core.engine.selection`).
 Nothing here is pickled code, so a checkpoint from elsewhere cannot run anything when loaded.
 """
 
@@ -63,23 +65,39 @@ def set_rng_state(state: dict) -> None:
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` through :func:`refseg_core.io.atomic_path` (temporary file, ``fsync``, rename): a
     crash or error while writing leaves the previous file at ``path`` untouched and no temporary file
-    behind. A full disk raises :class:`CheckpointWriteError`."""
+    behind. A full disk raises :class:`CheckpointWriteError` ("disk full ...").
+
+    torch writes through a Python file object here, not a path: given a path, its zip writer reports a
+    full disk as a ``RuntimeError`` about file positions, which says nothing of the cause; through a file
+    object the ``OSError`` (``ENOSPC``) arrives as such."""
     path = Path(path)
     try:
         with atomic_path(path, fsync=True) as tmp:
-            torch.save(obj, tmp)
+            with _open_for_writing(tmp) as fh:
+                torch.save(obj, fh)
     except BaseException as exc:
-        if (
-            isinstance(exc, OSError)
-            and exc.errno == errno.ENOSPC
-            or (isinstance(exc, RuntimeError) and "write failed" in str(exc) and _disk_full(path.parent))
-        ):
+        if _is_disk_full(exc, path.parent):
             raise CheckpointWriteError(
-                f"no space left on device while writing {path}; "
+                f"disk full: no space left on the device while writing {path}; "
                 + ("the previous checkpoint there is kept" if path.exists() else "no checkpoint was written")
+                + "; free some space and resume"
             ) from None
         raise
     return path
+
+
+def _open_for_writing(tmp: Path):
+    return open(tmp, "wb")  # its own function so that tests can hand torch a full device (/dev/full)
+
+
+def _is_disk_full(exc: BaseException, folder: Path) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    # torch's zip writer (a path, or an old torch) reports ENOSPC as a RuntimeError ("file write failed",
+    # "unexpected pos"); then ask the file system
+    text = str(exc)
+    zip_writer = any(w in text for w in ("inline_container", "PytorchStreamWriter", "file write failed"))
+    return isinstance(exc, RuntimeError) and zip_writer and _disk_full(folder)
 
 
 class CheckpointWriteError(OSError):
@@ -94,7 +112,6 @@ class CheckpointWriteError(OSError):
 
 
 def _disk_full(folder: Path) -> bool:
-    # torch's zip writer reports ENOSPC as a RuntimeError ("file write failed"); ask the file system.
     try:
         return shutil.disk_usage(folder).free < (1 << 20)
     except OSError:
@@ -109,11 +126,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"checkpoint {path} is a directory, not a checkpoint file (did you mean {path / 'last.pt'}?)"
         )
     if not path.is_file():
+        from refseg_core.engine.run_dir import describe
+
+        held = describe(path.parent) if path.name == "last.pt" and path.parent.is_dir() else ""
+        if "log.csv" in held or "config.yaml" in held:
+            raise FileNotFoundError(
+                f"checkpoint {path} does not exist: {path.parent} holds {held}, a run that stopped before "
+                "its first checkpoint; start it again with --overwrite"
+            )
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # truncated file, not a checkpoint, unsafe content
-        raise ValueError(f"checkpoint {path} cannot be loaded: {exc}") from exc
+    from refseg_core.safe_load import torch_load
+
+    ckpt = torch_load(path, "checkpoint", map_location)  # truncated, not a checkpoint, unsafe: one sentence
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"checkpoint {path} holds no 'model' state dict")
     return ckpt

@@ -6,6 +6,7 @@
   :class:`~refseg_core.metrics.RefSegMetrics` (mIoU, oIoU, prec@X; gIoU, cIoU, N-acc, T-acc on G-REFER
   as in ReLA's evaluator).
 * :func:`predict` — one PIL image and one expression -> probability map and mask at the image's size.
+* :func:`input_stats` — the normalisation (and letterbox fill) a model's backbone expects.
 * :func:`trivial_baselines` — what a model must beat: the whole image, and the largest object
   (:func:`refseg_core.verdicts.best_baseline` picks the stronger).
 
@@ -32,6 +33,16 @@ from refseg_core.engine.precision import amp_dtype, autocast, unwrap
 from refseg_core.metrics import RefSegMetrics
 
 GRES_KEYS = ("gIoU", "cIoU", "N-acc", "T-acc", "no_target_samples")
+
+
+def input_stats(model: nn.Module) -> dict:
+    """``{"mean": ..., "std": ...}`` for :class:`~refseg_core.data.dataset.RefSegDataset`: the statistics
+    the model's backbone expects (``model.input_mean`` / ``input_std``, the letterbox border being the
+    mean; :class:`~refseg_core.models.base.RefSegModel`), CLIP's for a model that declares none."""
+    from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD
+
+    base = unwrap(model)
+    return {"mean": getattr(base, "input_mean", CLIP_MEAN), "std": getattr(base, "input_std", CLIP_STD)}
 
 
 def _clean(metrics: dict, generalized: bool) -> dict:
@@ -98,6 +109,7 @@ def evaluate(
             train=False,
             max_items=max_items,
             first_sentence_only=first_sentence_only,
+            **input_stats(base),
         )
         info = distu.env_info() if dist.is_available() and dist.is_initialized() else distu.DistInfo()
         loader = make_loader(
@@ -172,8 +184,9 @@ def predict(
     was_training = base.training
     base.eval()
     try:
-        x, params = letterbox_image(to_rgb(image), input_size)
-        x = normalize(x)[None].to(device)
+        stats = input_stats(base)  # the backbone's own normalisation; the border is its mean colour
+        x, params = letterbox_image(to_rgb(image), input_size, fill=stats["mean"])
+        x = normalize(x, stats["mean"], stats["std"])[None].to(device)
         tokens = base.tokenizer([text]).to(device)
         logits = base(x, tokens)
         prob = logits_to_probs(logits.float(), [params])[0].numpy().astype(np.float32)
@@ -222,4 +235,4 @@ def trivial_baselines(
     }
 
 
-__all__ = ["evaluate", "GRES_KEYS", "predict", "trivial_baselines"]
+__all__ = ["evaluate", "GRES_KEYS", "input_stats", "predict", "trivial_baselines"]

@@ -5,10 +5,11 @@ A run (:class:`_Run`) is built in the order that makes it resume exactly: seed, 
 samplers, optimiser and schedule (:func:`refseg_core.engine.optim.build_optimizer`), the checkpoint's state
 restored last. Each step is :func:`refseg_core.engine.step.train_step` + :func:`refseg_core.engine.step.backward_step`;
 after each epoch the schedule steps (:func:`refseg_core.engine.optim.end_epoch`), the model is validated
-(:func:`refseg_core.engine.evaluation.evaluate`) and ``last.pt`` is written atomically. SIGINT / SIGTERM
+(:func:`refseg_core.engine.evaluation.evaluate`) and ``last.pt`` is written atomically (with ``select_best``,
+also ``best.pt`` when the epoch's validation mIoU is the best so far: :mod:`refseg_core.engine.selection`). SIGINT / SIGTERM
 (:class:`StopFlag`) and ``time_limit_s`` stop the loop after a step, all ranks together.
 
-The checkpoint's keys are described in :mod:`refseg_core.engine.checkpoint`. This file is a little over 350
+The checkpoint's keys are described in :mod:`refseg_core.engine.checkpoint`. This file is over 350
 lines: :class:`_Run` is one object whose set-up order is what exact resumption depends on, so it is
 kept in one place to be read top to bottom.
 """
@@ -39,13 +40,14 @@ from refseg_core.engine.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from refseg_core.engine.evaluation import evaluate, trivial_baselines
+from refseg_core.engine.evaluation import evaluate, input_stats, trivial_baselines
 from refseg_core.engine.loaders import Shard, SkipSampler, make_loader
 from refseg_core.engine.optim import build_optimizer, end_epoch
 from refseg_core.engine.precision import amp_dtype, unwrap
 from refseg_core.engine.prepare import build_model_for, prepare_data, seed_everything
 from refseg_core.engine.results import data_is_synthetic
 from refseg_core.engine.runlog import RunLog, say
+from refseg_core.engine.selection import BEST_NAME, BestSelector
 from refseg_core.engine.step import LossModule, backward_step, set_train_mode, train_step
 from refseg_core.engine.stopping import NonFiniteLossError, OutOfMemory, StopFlag, TrainingInterrupted
 from refseg_core.io import write_json
@@ -66,6 +68,7 @@ class TrainResult:
     stopped_early: bool = False
     train_time_s: float = 0.0
     extra: dict = field(default_factory=dict)
+    best: dict | None = None  # select_best: {"epoch", "mIoU", "split", "checkpoint"} of best.pt
 
 
 def train(
@@ -83,7 +86,7 @@ def train(
     it stopped (same weights, optimiser, schedule, RNG and data order). ``config.init_from`` instead
     takes only the model (and its vocabulary) from a checkpoint and starts a new run (fine-tuning).
     Returns a :class:`TrainResult`; ``output_dir`` receives ``config.yaml``, ``last.pt``, ``log.csv``,
-    ``tb/`` and ``metrics.json``.
+    ``tb/`` and ``metrics.json`` (and ``best.pt`` with ``select_best``; ``metrics.json["best"]`` names its epoch).
 
     Raises :class:`NonFiniteLossError` on a NaN/inf loss (the last good checkpoint is kept),
     :class:`OutOfMemory` on CUDA OOM, :class:`TrainingInterrupted` after SIGINT/SIGTERM (checkpoint
@@ -98,6 +101,11 @@ def train(
     from refseg_core.engine import run_dir
 
     ckpt = load_checkpoint(resume) if resume is not None else None
+    if ckpt is not None and "optimizer" not in ckpt:
+        raise ValueError(
+            f"--resume {resume} holds only model weights (a {BEST_NAME}), not a point to continue from; "
+            f"resume the run's last.pt, or start a new run from these weights with init_from"
+        )
     if config is None:
         if ckpt is None:
             raise ValueError("train: give a configuration (or resume a checkpoint that holds one)")
@@ -144,14 +152,14 @@ class _Run:
         self.start_epoch, self.global_step, self.skip_steps = 0, 0, 0
         self.partial_loss = None
         self.epoch_loss, self.epoch_n = 0.0, 0
+        self.best = BestSelector(cfg.val_split, ckpt.get("best") if ckpt is not None else None)
         if ckpt is not None:
             self._restore(ckpt)
 
         self.loss_module = LossModule(self.model, cfg.dice_weight)
+        self.check_unused = info.enabled  # after the first backward (distu.unused_parameters)
         if info.enabled:
-            self.loss_module = nn.parallel.DistributedDataParallel(
-                self.loss_module, device_ids=[device.index] if device.type == "cuda" else None
-            )
+            self.loss_module = distu.wrap(self.loss_module, device)
         if cfg.compile:
             self.loss_module = torch.compile(self.loss_module)
         if self.main:  # first write into output_dir: everything above has been checked
@@ -202,6 +210,7 @@ class _Run:
 
         cfg, info = self.cfg, self.info
         tok = self.model.tokenizer
+        stats = input_stats(self.model)  # the backbone's own normalisation and letterbox fill
         self.train_ds = RefSegDataset(
             self.refer,
             cfg.train_split,
@@ -210,6 +219,7 @@ class _Run:
             train=True,
             seed=cfg.seed,
             max_items=cfg.max_train_items,
+            **stats,
         )
         val_ds = RefSegDataset(
             self.refer,
@@ -219,6 +229,7 @@ class _Run:
             train=False,
             max_items=cfg.max_eval_items,
             first_sentence_only=cfg.val_first_sentence_only,
+            **stats,
         )
         self.sampler = DistributedSampler(
             self.train_ds,
@@ -326,7 +337,15 @@ class _Run:
         that saw a signal or the time limit stops them all)."""
         cfg, info, device = self.cfg, self.info, self.device
         try:
-            out = train_step(self.loss_module, batch, device, self.amp, channels_last=cfg.channels_last)
+            try:
+                out = train_step(self.loss_module, batch, device, self.amp, channels_last=cfg.channels_last)
+            except RuntimeError as exc:  # a parameter went unused in the previous step (after the check)
+                if not distu.is_unfinished_reduction(exc):
+                    raise
+                names = distu.unused_parameters(self.model)
+                raise distu.UnusedParametersError(
+                    distu.unused_message(names, f"in step {self.global_step}")
+                ) from None
             # One collective for the global loss and the stop vote (signal / time limit).
             want_stop = stop.signum is not None or (
                 cfg.time_limit_s is not None and time.time() - self.t_start > cfg.time_limit_s
@@ -346,6 +365,13 @@ class _Run:
                     f"this step were not updated; last good checkpoint: {self.saved or 'none yet'}"
                 )
             backward_step(out, self.loss_module, self.optimizer, self.scaler, cfg)
+            if self.check_unused:
+                self.check_unused = False
+                names = distu.unused_parameters(self.model)
+                if names:
+                    raise distu.UnusedParametersError(
+                        distu.unused_message(names, f"in the first step of {cfg.model}")
+                    )
         except torch.cuda.OutOfMemoryError as exc:
             raise OutOfMemory(
                 f"CUDA out of memory at step {self.global_step + 1} with batch_size {cfg.batch_size} "
@@ -416,8 +442,11 @@ class _Run:
                 f"{time.time() - self.t_start:.0f} s elapsed",
             )
         self.log.add(row)
+        is_best = "val_mIoU" in row and cfg.select_best and self.best.offer(epoch + 1, self.metrics)
         if (epoch + 1) % cfg.checkpoint_every == 0 or last:
             self.save(epoch + 1, 0)
+        if is_best:
+            self.save_best()
 
     # ------------------------------------------------------------------------- checkpoint and results
     def save(self, epoch_done: int, epoch_step: int) -> Path:
@@ -438,11 +467,29 @@ class _Run:
                 "epoch_loss": [self.epoch_loss, self.epoch_n] if epoch_step else None,
                 "history": list(self.history),
                 "config": self.cfg.to_dict(),
+                "best": self.best.record,
             }
             atomic_torch_save(state, self.ckpt_path)
             self.saved = self.ckpt_path
         distu.barrier()
         return self.ckpt_path
+
+    def save_best(self) -> None:
+        """Write ``best.pt`` (main rank): the weights of the epoch just validated, the run's best so far
+        (:mod:`refseg_core.engine.selection`)."""
+        if self.main:
+            model = unwrap(self.model)
+            state = self.best.checkpoint(
+                model.state_dict(), self.model_config, self.cfg.to_dict(), self.global_step, self.metrics
+            )
+            atomic_torch_save(state, self.out_dir / BEST_NAME)
+            rec = self.best.record
+            say(
+                self.talk,
+                f"epoch {rec['epoch']}: the best {rec['split']} mIoU so far ({100 * rec['mIoU']:.2f}); "
+                f"wrote {self.out_dir / BEST_NAME}",
+            )
+        distu.barrier()
 
     def run_eval(self) -> dict:
         return evaluate(
@@ -472,6 +519,7 @@ class _Run:
                 {
                     **self.metrics,
                     **({"baselines": extra["baselines"]} if "baselines" in extra else {}),
+                    **({"best": self.best.record} if cfg.select_best else {}),
                     "meta": {
                         "model": unwrap(self.model).config.get("name", cfg.model),
                         "dataset": cfg.dataset,
@@ -484,6 +532,8 @@ class _Run:
                         "threshold": cfg.eval_threshold,
                         "train_time_s": round(train_time, 2),
                         "world_size": info.world_size,
+                        "device": str(self.device),
+                        "torch_threads": torch.get_num_threads(),
                         "val_first_sentence_only": cfg.val_first_sentence_only,
                     },
                 },
@@ -498,6 +548,7 @@ class _Run:
             stopped_early=self.stopped_early,
             train_time_s=train_time,
             extra=extra,
+            best=self.best.record if cfg.select_best else None,
         )
 
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from refseg_core.config import make_config, parse_override
 
 # Files that mark a folder as holding a run (config.yaml alone is written before anything is trained).
-RUN_MARKERS = ("last.pt", "log.csv", "metrics.json")
+RUN_MARKERS = ("last.pt", "best.pt", "log.csv", "metrics.json")
 LOCK_NAME = ".refseg.lock"
 
 # Parameters that may differ from the checkpoint's when resuming: how long and how often, where the
@@ -97,12 +97,23 @@ def _clear(out: Path) -> None:
         shutil.rmtree(out / "tb")
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Temporary files of writes that a killed run never finished (we hold the lock: none is live)."""
+def _remove_stale_temporaries(out: Path) -> list[str]:
+    """Remove the temporary files of writes that a killed run never finished (we hold the lock: none is
+    live); returns their names."""
+    removed = []
     for name in (*RUN_MARKERS, "config.yaml"):  # refseg_core.io.temp_name: .<name>.tmp<pid>
         for f in out.glob(f".{name}.tmp*"):
             with contextlib.suppress(OSError):
                 f.unlink()
+                removed.append(f.name)
+    return removed
+
+
+def describe(out: Path) -> str:
+    """What a run folder holds, for messages: ``"config.yaml, log.csv, tb/"`` (or ``"nothing"``)."""
+    names = [n for n in (*RUN_MARKERS, "config.yaml") if (out / n).is_file()]
+    names += [f"{n}/" for n in ("tb",) if (out / n).is_dir()]
+    return ", ".join(sorted(names)) or "nothing of a run"
 
 
 def _make_folder(out: Path) -> None:
@@ -194,11 +205,19 @@ def claim(output_dir, *, resume=None, overwrite: bool = False, enabled: bool = T
     lock = _Lock(out)
     lock.acquire()
     try:
+        stale = _remove_stale_temporaries(out)
         held = _held(out)
         if held:
             own = resume is not None and _same_folder(Path(resume).parent, out)
             if overwrite and not own:
                 _clear(out)
+            elif not own and not (out / "last.pt").is_file():  # killed before its first checkpoint
+                partial = f"; removed the partial checkpoint {', '.join(stale)}" if stale else ""
+                raise ValueError(
+                    f"parameter 'output_dir' {str(out)!r} holds a run that stopped before its first "
+                    f"checkpoint ({describe(out)}; no last.pt to resume{partial}); start it again with "
+                    "--overwrite (overwrite=True), or choose another output_dir"
+                )
             elif not own:
                 how = f"resuming {resume} into it would mix two runs; " if resume is not None else ""
                 raise ValueError(
@@ -206,7 +225,6 @@ def claim(output_dir, *, resume=None, overwrite: bool = False, enabled: bool = T
                     f"{how}choose another output_dir, continue that run with --resume "
                     f"{out / 'last.pt'}, or replace it with --overwrite (overwrite=True)"
                 )
-        _remove_stale_temporaries(out)
         yield out
     finally:
         lock.release()
@@ -230,4 +248,4 @@ def resume_config(ckpt: Mapping[str, Any], ckpt_path, overrides: Sequence[str] =
         ) from None
 
 
-__all__ = ["LOCK_NAME", "RESUME_SAFE", "RUN_MARKERS", "check_resume", "claim", "resume_config"]
+__all__ = ["LOCK_NAME", "RESUME_SAFE", "RUN_MARKERS", "check_resume", "claim", "describe", "resume_config"]

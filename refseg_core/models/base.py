@@ -8,6 +8,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD
+
+# Input statistics by name: ``(mean, std)`` per RGB channel in [0, 1]. ``clip``: OpenAI CLIP's (CRIS and
+# the CLIP backbones); ``imagenet``: timm's ``pretrained_cfg`` of ``darknet53.c2ns_in1k`` (the ImageNet
+# DarkNet-53 weights LTS can start from).
+NORMALIZATIONS = {
+    "clip": (CLIP_MEAN, CLIP_STD),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
 # Keys every model's ``forward_features`` returns (a model may add its own).
 FEATURE_KEYS = ("fused", "decoder", "word_attention", "logits")
 
@@ -33,7 +43,10 @@ class RefSegModel(nn.Module):
     Subclasses set ``self.tokenizer`` (a callable ``list[str] -> LongTensor (B, L)``), ``self.config``
     (the keyword arguments, including ``name``, that rebuild the model with
     :func:`refseg_core.models.build_model`) and the class attribute ``decoder_stride`` (the stride of
-    the grid the mask head reads: 8 for LTS, 16 for CRIS), and implement :meth:`forward`,
+    the grid the mask head reads: 8 for LTS, 16 for CRIS), and ``normalization`` when their backbone
+    expects other input statistics than CLIP's (``input_mean``, ``input_std`` and the letterbox ``fill``
+    follow from it; the dataset, :func:`refseg_core.engine.evaluation.evaluate` and ``predict`` read
+    them), and implement :meth:`forward`,
     :meth:`forward_features`, :meth:`loss` and :meth:`param_groups`.
     """
 
@@ -41,6 +54,22 @@ class RefSegModel(nn.Module):
     config: dict
     decoder_stride: int
     init_sources: dict
+    normalization: str = "clip"  # a key of NORMALIZATIONS: the statistics the backbone's weights expect
+
+    @property
+    def input_mean(self) -> tuple[float, float, float]:
+        """The per-channel mean (RGB in [0, 1]) the data pipeline subtracts (:data:`NORMALIZATIONS`)."""
+        return NORMALIZATIONS[self.normalization][0]
+
+    @property
+    def input_std(self) -> tuple[float, float, float]:
+        """The per-channel standard deviation the data pipeline divides by."""
+        return NORMALIZATIONS[self.normalization][1]
+
+    @property
+    def fill(self) -> tuple[float, float, float]:
+        """The letterbox border colour: the mean, which normalises to exactly 0 ("no information")."""
+        return self.input_mean
 
     def record_config(self, cfg: dict) -> None:
         """Keep the keywords that rebuild this model: ``self.config`` with every initial-weight source

@@ -26,7 +26,8 @@ Text (``encode_text``), for tokens ``(B, L)`` with padding id 0 and EOT = the ro
 The causal mask and positional embedding are cut to ``L`` (``word_len``: 17 for RefCOCO, 22 for G-Ref),
 as in the official code. The full CLIP (including ``logit_scale``, the 77-token text positional
 embedding and the 7x7 attention-pool positional embedding) is kept so that parameter names and counts
-match OpenAI's / the official CRIS checkpoints: the backbone's ``state_dict`` keys are OpenAI's
+match OpenAI's / the official CRIS checkpoints; ``logit_scale``, which no forward here reads, is the one
+parameter that does not train (``requires_grad=False``). The backbone's ``state_dict`` keys are OpenAI's
 (``visual.layer1.0.conv1.weight``, ``transformer.resblocks.0.attn.in_proj_weight``, ...) plus
 ``visual.attnpool.connect.*``.
 
@@ -115,7 +116,11 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict:
         try:
             sd = load_state_dict(str(p), weights_only=True)
         except Exception as exc:  # noqa: BLE001 - truncated, not a checkpoint, or unsafe content
-            raise ValueError(f"pretrained={str(path)!r}: not a readable CLIP checkpoint ({exc})") from exc
+            from refseg_core.safe_load import describe_load_error
+
+            raise ValueError(
+                f"pretrained={str(path)!r}: not a readable CLIP checkpoint ({describe_load_error(exc)})"
+            ) from None
     sd = {k: v for k, v in sd.items() if k not in ("input_resolution", "context_length", "vocab_size")}
     return sd
 
@@ -269,7 +274,13 @@ class DenseClipBackbone(nn.Module):
         self.positional_embedding = clip.positional_embedding
         self.ln_final = clip.ln_final
         self.text_projection = clip.text_projection
-        self.logit_scale = clip.logit_scale  # unused; kept so names and counts match CLIP's
+        # Kept so that names and counts match CLIP's, but frozen: no forward here reads it (CRIS has no
+        # image-text logits), so its gradient would always be None. The official code leaves it
+        # trainable and Adam skips it (grad None), so freezing it changes no number; it keeps DDP from
+        # waiting for a gradient that never comes (official CRIS.pytorch train.py pays for that with
+        # find_unused_parameters=True).
+        self.logit_scale = clip.logit_scale
+        self.logit_scale.requires_grad_(False)
 
         pool = self.visual.attnpool
         c_in, c_out = pool.c_proj.in_features, pool.c_proj.out_features

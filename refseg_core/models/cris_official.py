@@ -113,7 +113,11 @@ def read_official_state_dict(path: str | os.PathLike) -> dict:
         with torch.serialization.safe_globals([collections.Counter]):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"official CRIS checkpoint {str(path)!r}: cannot be read safely ({e})") from e
+        from refseg_core.safe_load import describe_load_error
+
+        raise ValueError(
+            f"official CRIS checkpoint {str(path)!r}: cannot be read safely ({describe_load_error(e)})"
+        ) from None
     sd = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict):
         raise ValueError(f"official CRIS checkpoint {str(path)!r}: no state dict inside")

@@ -13,7 +13,9 @@ exposed as a keyword of ``build_model("lts", ...)`` / ``build_model("lts_tiny", 
 
 | choice (keyword) | value used (lts / lts_tiny) | why |
 |---|---|---|
-| visual encoder (``backbone``, ``pretrained``) | DarkNet-53, features at strides 8/16/32; ``clip_rn50`` / ``clip_rn101`` are the pretrained options | DarkNet-53 is widely reported for LTS (*unverified*); COCO-trained DarkNet weights cannot be downloaded here, open_clip's CLIP weights can |
+| visual encoder (``backbone``, ``pretrained``) | DarkNet-53, features at strides 8/16/32; random, or ``pretrained="darknet53.c2ns_in1k"`` (timm's ImageNet weights, or a local file in timm's format; the paper-cell configurations use it); ``clip_rn50`` / ``clip_rn101`` (open_clip weights) | DarkNet-53 is widely reported for LTS (*unverified*), pretrained for COCO detection; those weights cannot be downloaded, ImageNet ones can (:mod:`refseg_core.models.darknet`) |
+| DarkNet activation (``leaky_slope``) | LeakyReLU 0.1 (YOLOv3); 0.01 with timm's weights (what they were trained with) | None = decided by the weights, so loaded weights see the activation they learned |
+| input statistics (``normalization``) | ``"imagenet"`` with timm's DarkNet weights; ``"clip"`` otherwise (CLIP backbones, and random DarkNet, which has none of its own: the smoke runs keep CLIP's) | None = decided by the weights; the dataset, evaluation and prediction read ``model.input_mean`` / ``input_std`` / ``fill`` |
 | backbone size (``width``, ``depth``) | width 1 / 0.125, depth 1 / 0.25 | the tiny model trains on a CPU in seconds with the same strides and topology |
 | vocabulary (``vocab``, ``word_len``) | the training expressions' words (or, by default, the synthetic generator's); at most 20 words, unknown words map to ``<unk>`` | the paper does not say; the vocabulary travels in ``model.config`` |
 | word embeddings (``embed_dim``, ``glove_path``) | 300-d / 32-d; GloVe when ``glove_path`` is given, random otherwise | GloVe is reported (*unverified*); nothing is downloaded here |
@@ -48,8 +50,15 @@ from torch import nn
 
 from refseg_core.data.synthetic_lexicon import synthetic_vocabulary
 from refseg_core.models import register_model
-from refseg_core.models.base import RefSegModel
-from refseg_core.models.darknet import DarkNet53, load_darknet_weights
+from refseg_core.models.base import NORMALIZATIONS, RefSegModel
+from refseg_core.models.darknet import (
+    TIMM_SLOPE,
+    TIMM_TAGS,
+    YOLO_SLOPE,
+    DarkNet53,
+    load_darknet_weights,
+    read_darknet_state,
+)
 from refseg_core.models.gru_text import GRUTextEncoder
 from refseg_core.models.lts_fusion import Fusion
 from refseg_core.models.lts_segment import SegmentHead
@@ -69,6 +78,8 @@ _CLIP_ARCH = {"clip_rn50": "RN50", "clip_rn101": "RN101", "clip_tiny": "tiny"}
 DEFAULTS = {
     "backbone": "darknet53",
     "pretrained": None,
+    "leaky_slope": None,
+    "normalization": None,
     "width": 1.0,
     "depth": 1.0,
     "vocab": None,
@@ -161,8 +172,9 @@ class LTS(RefSegModel):
         self.prior_target = cfg["prior_target"]
         self.prior_weight = float(cfg["prior_weight"])
         self.gaussian_sigma = float(cfg["gaussian_sigma"])
+        self.normalization = cfg["normalization"]
         if cfg["backbone"] == "darknet53":
-            self.backbone = DarkNet53(cfg["width"], cfg["depth"])
+            self.backbone = DarkNet53(cfg["width"], cfg["depth"], cfg["leaky_slope"])
         else:
             self.backbone = ClipVisual(_CLIP_ARCH[cfg["backbone"]], cfg["pretrained"])
         self.text = GRUTextEncoder(
@@ -323,20 +335,35 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
     for key in ("dim", "seg_dim", "embed_dim", "gru_hidden", "heads", "filters", "filter_dim", "ffn_dim"):
         if int(cfg[key]) < 1:
             raise ValueError(f"{name}: {key} must be a positive integer, got {cfg[key]}")
-    if (
-        cfg["backbone"] == "darknet53"
-        and cfg["pretrained"] is not None
-        and not os.path.isfile(os.fspath(cfg["pretrained"]))
-    ):
-        raise FileNotFoundError(
-            f"{name}: pretrained={cfg['pretrained']!r} is not a local file. COCO-trained DarkNet-53 weights "
-            "cannot be downloaded here; use backbone='clip_rn50' (open_clip weights) for a pretrained encoder."
+    darknet_state, fmt = None, None
+    if cfg["backbone"] == "darknet53" and cfg["pretrained"] is not None:
+        pretrained = cfg["pretrained"]
+        if not (isinstance(pretrained, str) and pretrained in TIMM_TAGS) and not os.path.isfile(
+            os.fspath(pretrained)
+        ):
+            raise FileNotFoundError(
+                f"{name}: pretrained={pretrained!r} is neither a local file nor a tag ({', '.join(TIMM_TAGS)}: "
+                "timm's ImageNet DarkNet-53). COCO-trained DarkNet-53 weights cannot be downloaded."
+            )
+        darknet_state, fmt = read_darknet_state(pretrained)
+    timm_weights = fmt == "timm"
+    if cfg["leaky_slope"] is None:  # the activation the loaded weights were trained with
+        cfg["leaky_slope"] = TIMM_SLOPE if timm_weights else YOLO_SLOPE
+    if cfg["normalization"] is None:  # the statistics they expect; random DarkNet keeps the book's (CLIP)
+        cfg["normalization"] = "imagenet" if timm_weights else "clip"
+    if cfg["normalization"] not in NORMALIZATIONS:
+        raise ValueError(
+            f"{name}: normalization={cfg['normalization']!r} is not one of {tuple(NORMALIZATIONS)}"
         )
+    cfg["leaky_slope"] = float(cfg["leaky_slope"])
     vocab = _resolve_vocab(cfg["vocab"], cfg["word_len"])
     cfg["dilations"] = [int(d) for d in cfg["dilations"]]
     model = LTS(cfg, vocab)
-    if cfg["backbone"] == "darknet53" and cfg["pretrained"] is not None:
-        load_darknet_weights(model.backbone, cfg["pretrained"])
+    if darknet_state is not None:
+        try:
+            load_darknet_weights(model.backbone, darknet_state, fmt)
+        except ValueError as exc:
+            raise ValueError(f"{name}: pretrained={cfg['pretrained']!r}: {exc}") from None
     model.glove_found = None
     if cfg["glove_path"] is not None:
         model.glove_found = model.text.init_from_glove(cfg["glove_path"], vocab.itos)
