@@ -11,7 +11,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 5. Training: mixed precision, DDP and the CRIS recipe
 #

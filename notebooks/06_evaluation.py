@@ -11,7 +11,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 6. Evaluation: every split, the papers' numbers, and where the models fail
 #
