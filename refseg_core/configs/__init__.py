@@ -1,6 +1,8 @@
 """The run configurations and the published numbers, shipped as package data (as open_clip ships its
 model configs): ``smoke_cris`` / ``smoke_lts`` (the book's CPU runs) and one file per paper-table cell
-(``cris_r50_refcoco``, ``lts_grefcoco``, ...). ``published.yaml`` holds the papers' numbers.
+(``cris_r50_refcoco``, ``lts_grefcoco``, ...). Two files are data, not runs: ``published.yaml`` holds the
+papers' numbers, ``official_cris_recipe.yaml`` the official CRIS recipe with its sources
+(:mod:`refseg_core.official_recipe`).
 
 A configuration is loaded by name with :func:`refseg_core.config.load_config` (``load_config("smoke_cris",
 {"epochs": 2})``), by the CLI (``python -m refseg_core train --config smoke_cris``) and by a chapter's
@@ -15,17 +17,19 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent
 PUBLISHED = "published"
+OFFICIAL_CRIS_RECIPE = "official_cris_recipe"
+DATA_FILES = (PUBLISHED, OFFICIAL_CRIS_RECIPE)  # package data beside the run configurations
 
 
 def names() -> list[str]:
-    """The shipped run configurations, sorted (``published`` is data, not a run)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != PUBLISHED)
+    """The shipped run configurations, sorted (the :data:`DATA_FILES` are data, not runs)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem not in DATA_FILES)
 
 
 def path(name: str) -> Path:
     """The file of the shipped configuration ``name``; a clear error lists the valid names."""
     p = CONFIG_DIR / f"{name}.yaml"
-    if name == PUBLISHED or not p.is_file():
+    if name in DATA_FILES or not p.is_file():
         raise ValueError(
             f"unknown configuration {name!r}; shipped configurations: {', '.join(names())} "
             "(or give the path of a YAML file)"

@@ -8,7 +8,8 @@
 * :func:`official_epoch_lrs` — the rule itself: the rate of each group in each epoch of the official
   ``train.py`` (quirk (a)). :func:`build_optimizer` takes epoch 1's rates from it.
 * :func:`lr_by_epoch` — the rates a configuration gives each group in each epoch (what chapters 4 and 5
-  plot), computed by running the two functions above.
+  plot), computed by running the two functions above; :func:`lr_by_step` the same per optimiser step,
+  warm-up included, in the order the training loop applies them.
 """
 
 from __future__ import annotations
@@ -99,4 +100,26 @@ def lr_by_epoch(cfg, model: nn.Module, epochs: int | None = None) -> list[list[f
     return rows
 
 
-__all__ = ["build_optimizer", "end_epoch", "lr_by_epoch", "official_epoch_lrs"]
+def lr_by_step(cfg, model: nn.Module, steps_per_epoch: int, epochs: int | None = None) -> list[list[float]]:
+    """Row ``s`` = the rate of each of ``model.param_groups`` during optimiser step ``s + 1`` of a run with
+    ``cfg`` and ``steps_per_epoch`` steps an epoch, warm-up included: :func:`build_optimizer`, then after
+    each step the warm-up step (the first ``cfg.warmup_steps`` steps) and after each epoch
+    :func:`end_epoch`, the order of :mod:`refseg_core.engine.loop`. No training step is taken; the model
+    is not changed. ``len(rows) == steps_per_epoch * epochs`` (default ``cfg.epochs``)."""
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
+    optimizer, scheduler, warmup = build_optimizer(cfg, model)
+    rows, step = [], 0
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": no training here
+        warnings.simplefilter("ignore", UserWarning)
+        for epoch in range(cfg.epochs if epochs is None else epochs):
+            for _ in range(steps_per_epoch):
+                rows.append([g["lr"] for g in optimizer.param_groups])
+                if warmup is not None and step < cfg.warmup_steps:
+                    warmup.step()
+                step += 1
+            end_epoch(optimizer, scheduler, epoch, cfg.lr)
+    return rows
+
+
+__all__ = ["build_optimizer", "end_epoch", "lr_by_epoch", "lr_by_step", "official_epoch_lrs"]
