@@ -28,13 +28,12 @@
 # %%
 import sys
 
-REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
-if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # the release
+if "google.colab" in sys.modules:  # in Colab only: install the package, nothing else
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
-    )
+    package = f"refseg_core @ git+{REPO}@{REF}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 
 # %% tags=["parameters"]
 results_dir = None  # folder of <device>_<section>.json rows; None: those committed with refseg_core
