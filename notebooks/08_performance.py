@@ -132,7 +132,7 @@ show_markdown(markdown_table(rows, headers=headers))
 # official one on a GPU, at least as fast on a CPU, and a data loader at least twice the train step.
 
 
-# %%
+# %% tags=["hide-input"]
 def check_result(r: dict) -> str:
     """One line of the GPU check: what a row measured."""
     if r["kind"] == "train_step_vs_official":
@@ -184,6 +184,8 @@ def check_verdict(r: dict) -> str | None:
 
 if check_rows:
     table = [dict(r, result=check_result(r), load=load(r)) for r in check_rows]
+    for r in table:
+        r["date"] = r["date"][:10]
     columns = ["part", "result", "device", "torch", "date", "load"]
     show_markdown(markdown_table(table, columns))
     for r in check_rows:
@@ -192,7 +194,7 @@ if check_rows:
 else:
     print("no GPU check rows are committed")
 
-# %% mystnb={"figure": {"caption": "Training loss of CRIS-R50 from random weights at 416 px in the GPU check, against the optimiser step (one line per committed run, labelled with its machine and date). The loss falls fast over the first few dozen steps, then slowly; a run that the check's time limit stopped has no validation score, because a score cut off by the clock would depend on the machine's speed.", "name": "fig-perf-gpu-loss"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Training loss of CRIS-R50 from random weights at 416 px in the GPU check, against the optimiser step (one line per committed run, labelled with its machine and date). The loss falls fast over the first few dozen steps, then slowly; a run that the check's time limit stopped has no validation score, because a score cut off by the clock would depend on the machine's speed.", "name": "fig-perf-gpu-loss"}}
 runs = [r for r in check_rows if r["kind"] == "training_run" and r.get("loss_curve")]
 if runs:
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -213,30 +215,28 @@ if runs:
 # *throughput* a larger batch. The first call is never timed (it pays for compilation and memory
 # growth); the median of several repeats is shown.
 
-# %% mystnb={"figure": {"caption": "Images per second of the train step, the one-image latency and the batched throughput of each model, by precision and memory layout (+cl: channels_last), one row of panels per machine with committed rows. The CPU rows were measured while other work shared the machine (see the load column of the tables below), so a difference between two bars of one model may come from the load rather than the switch.", "name": "fig-perf-models"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Images per second of the train step, the one-image latency and the batched throughput of each model, by precision and memory layout (+cl: channels_last), one row of panels per machine with committed rows. The CPU rows were measured while other work shared the machine (see the load column of the tables below), so a difference between two bars of one model may come from the load rather than the switch.", "name": "fig-perf-models"}}
 model_rows = [r for r in rows_by_section["models"] if r.get("images_per_s")]
 devices = sorted({r["device"] for r in model_rows})
 kinds = ["train_step", "inference_latency", "inference_throughput"]
 if devices:
-    size = (13, 3.6 * len(devices))
-    fig, grid = plt.subplots(len(devices), 3, figsize=size, squeeze=False)
-    for device, axes in zip(devices, grid):
-        for ax, kind in zip(axes, kinds):
-            sel = [r for r in model_rows if r["device"] == device and r["kind"] == kind]
-            models = sorted({r["model"] for r in sel})
-            labels = sorted({config_label(r) for r in sel})
-            width = 0.8 / max(len(labels), 1)
-            for i, c in enumerate(labels):
-                same = [r for r in sel if config_label(r) == c]
-                rate = {r["model"]: r["images_per_s"] for r in same}
-                xs = [j + i * width for j in range(len(models))]
-                ax.bar(xs, [rate.get(m, 0) for m in models], width, label=c)
-            ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))], models)
-            size = f"batch {sel[0]['batch']}, {sel[0]['input_size']} px" if sel else ""
-            ax.set_title(f"{kind.replace('_', ' ')} ({size})", fontsize=9)
-            ax.set_ylabel("images / s")
-        axes[0].legend(fontsize=8)
-        axes[1].annotate(device, (0.5, 1.16), xycoords="axes fraction", ha="center")
+    n = len(devices) * len(kinds)
+    fig, axes = plt.subplots(n, 1, figsize=(7, 2.3 * n), squeeze=False)
+    panels = [(d, k) for d in devices for k in kinds]
+    for ax, (device, kind) in zip(axes[:, 0], panels):
+        sel = [r for r in model_rows if r["device"] == device and r["kind"] == kind]
+        models = sorted({r["model"] for r in sel})
+        labels = sorted({config_label(r) for r in sel})
+        width = 0.8 / max(len(labels), 1)
+        for i, c in enumerate(labels):
+            rate = {r["model"]: r["images_per_s"] for r in sel if config_label(r) == c}
+            xs = [j + i * width for j in range(len(models))]
+            ax.bar(xs, [rate.get(m, 0) for m in models], width, label=c)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(models))], models)
+        size = f"batch {sel[0]['batch']}, {sel[0]['input_size']} px" if sel else ""
+        ax.set_title(f"{kind.replace('_', ' ')} ({size}) on {device}", fontsize=9)
+        ax.set_ylabel("images / s")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     plt.show()
 
@@ -244,18 +244,20 @@ if devices:
 # The same rows as numbers, machine by machine: speed first, then memory and FLOPs.
 
 # %%
+short = {"inference_latency": "latency", "inference_throughput": "throughput"}
 for r in model_rows:
-    r.update(config=config_label(r), load=load(r))
+    r.update(config=config_label(r), load=load(r), what=short.get(r["kind"], r["kind"]))
     r["GFLOPs"] = r["flops_per_image"] / 1e9 if r.get("flops_per_image") else None
-speed = ["model", "kind", "batch", "input_size", "config", "images_per_s"]
-speed += ["latency_ms", "load"]
-memory = ["model", "kind", "config", "peak_mem_mib", "peak_mem_kind", "GFLOPs", "mfu"]
+speed = ["model", "what", "batch", "input_size", "config", "images_per_s", "latency_ms"]
+speed_headers = ["model", "kind", "batch", "px", "config", "img/s", "ms", "load"]
+memory = ["model", "what", "config", "peak_mem_mib", "peak_mem_kind", "GFLOPs", "mfu"]
+memory_headers = ["model", "kind", "config", "peak MiB", "peak of", "GFLOPs", "MFU"]
 for device in devices:
     rows = [r for r in model_rows if r["device"] == device]
     rows.sort(key=lambda r: (r["model"], r["kind"]))
     show_markdown(f"**Measured on: {device}**")
-    show_markdown(markdown_table(rows, speed))
-    show_markdown(markdown_table(rows, memory))
+    show_markdown(markdown_table(rows, speed + ["load"], speed_headers))
+    show_markdown(markdown_table(rows, memory, memory_headers))
 errors = [r for r in rows_by_section["models"] if r.get("error")]
 if errors:
     print("configurations that failed (recorded, not measured):")
@@ -304,7 +306,7 @@ for r in measured:
 # like COCO's. A 2-core machine can only show 0 to 2 workers; the 8-worker rate, and its ratio to the
 # train step, comes from the GPU check above.
 
-# %% mystnb={"figure": {"caption": "Data pipeline rate against the number of DataLoader workers, one line per machine. On the shared 2-core CPU, worker processes are slower than loading in the main process: both cores are already busy with other work (see the load column below).", "name": "fig-perf-data"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Data pipeline rate against the number of DataLoader workers, one line per machine. On the shared 2-core CPU, worker processes are slower than loading in the main process: both cores are already busy with other work (see the load column below).", "name": "fig-perf-data"}}
 data = rows_by_section["data"]
 if data:
     fig, ax = plt.subplots(figsize=(6, 3.4))
