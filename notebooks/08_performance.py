@@ -372,9 +372,9 @@ show_markdown(markdown_table(evals, columns))
 #
 # ```{dropdown} Solution
 # `make bench` rewrites the `cpu_*.json` rows in `refseg_core/evidence/`. Measured at a load below the
-# core count, the CPU comparison with the official code gets a verdict instead of "cannot tell": it meets
-# the 1.0 target only if our step is more than 10 % faster, misses it only if more than 10 % slower, and
-# stays "cannot tell" in between. Absolute rates change with the CPU; the effect of `channels_last`
+# core count, the CPU comparison with the official code gets a verdict instead of "cannot tell": a ratio
+# more than 10 % above 1.0 counts as reaching the target, one more than 10 % below as falling short,
+# and anything in between stays "cannot tell". Absolute rates change with the CPU; the effect of `channels_last`
 # depends on whether its convolution library has fast NHWC kernels.
 # ```
 #

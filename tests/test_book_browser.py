@@ -125,10 +125,15 @@ def _open(browser, url):
     return page, errors, failed, external
 
 
-# What one page looks like, measured in the browser. The verdict text is the page's prose and outputs
-# without code (code cells' sources, prose code blocks, `show_source` listings), as a reader reads it.
+# What one page looks like, measured in the browser. The verdict text is the page's prose, captions and
+# outputs without code (code cells' sources, prose code blocks, `show_source` listings).
 MEASURE = """() => {
   const art = document.querySelector('article.bd-article') || document.body;
+  // The page as it opens (collapsed parts closed), then with every collapsed part open (solutions,
+  // hidden inputs): a reader who opens them reads them too.
+  const height = document.documentElement.scrollHeight;
+  const width = document.documentElement.scrollWidth;
+  art.querySelectorAll('details').forEach(d => { d.open = true; });
   const figures = Array.from(art.querySelectorAll('img')).map(img => {
     const fig = img.closest('figure');
     const cap = fig ? fig.querySelector('figcaption') : null;
@@ -157,9 +162,7 @@ MEASURE = """() => {
   hide.forEach(e => { e.style.display = 'none'; });
   const text = art.innerText;
   hide.forEach((e, i) => { e.style.display = before[i]; });
-  return {figures, stderr, warned, overflowing, text,
-          height: document.documentElement.scrollHeight,
-          width: document.documentElement.scrollWidth, window: window.innerWidth,
+  return {figures, stderr, warned, overflowing, text, height, width, window: window.innerWidth,
           math_unrendered: document.body.innerText.includes('$$'),
           broken: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))
                        .map(i => i.src)};
