@@ -44,37 +44,16 @@ sections = ["models", "official", "data", "eval"]
 # %%
 import matplotlib.pyplot as plt
 
-from refseg_core import configs, evidence, verdicts
+from refseg_core import configs, evidence
 from refseg_core.config import read_config_values
+from refseg_core.evidence import speed
+from refseg_core.evidence.speed import config_label, load
 from refseg_core.notebook import show_markdown
 from refseg_core.tables import markdown_table
 
-
-def section_rows(section: str) -> list[dict]:
-    """Every row of the ``<device>_<section>.json`` files, each with its file's name."""
-    names = [f.stem for f in evidence.files(f"*_{section}.json", results_dir)]
-    return [dict(r, file=n) for n in names for r in evidence.rows(n, results_dir)]
-
-
-rows_by_section = {s: section_rows(s) for s in sections}
-check_rows = section_rows("check")  # the GPU check at full size
+rows_by_section = {s: speed.section_rows(s, results_dir) for s in sections}
+check_rows = speed.section_rows("check", results_dir)  # the GPU check at full size
 every_row = [r for rows in rows_by_section.values() for r in rows] + check_rows
-
-
-def config_label(r: dict) -> str:
-    cl = " +cl" if r.get("channels_last") else ""
-    return r["precision"] + cl + (" +compile" if r.get("compile") else "")
-
-
-def load(r: dict) -> float:
-    return r["loadavg"][0]  # the 1-minute load average when the row was measured
-
-
-def verdict(ratio: float, target: float, what: str, r: dict) -> str:
-    """Does ``ratio`` meet ``target``? With the margin; no verdict on a shared CPU."""
-    cores = evidence.cpu_cores(r)
-    return verdicts.meets_target(ratio, target, what, loadavg=load(r), cores=cores)
-
 
 # %% [markdown]
 # The committed files, the machine of each, and the load it was measured under:
@@ -132,65 +111,16 @@ show_markdown(markdown_table(rows, headers=headers))
 # official one on a GPU, at least as fast on a CPU, and a data loader at least twice the train step.
 
 
-# %% tags=["hide-input"]
-def check_result(r: dict) -> str:
-    """One line of the GPU check: what a row measured."""
-    if r["kind"] == "train_step_vs_official":
-        return (
-            f"ours ({r['ours_config']}) {r['ours_images_per_s']} img/s, "
-            f"official ({r['official_config']}) {r['official_images_per_s']} img/s: "
-            f"x{r['speedup']}; MFU {r['ours_mfu']} vs {r['official_mfu']}; "
-            f"peak {r['ours_peak_mem_mib']} / "
-            f"{r['official_peak_mem_mib']} MiB"
-            + (f"; compiling took {r['compile_s']} s" if r.get("compile_s") else "")
-        )
-    if r["kind"] == "train_step":
-        return (
-            f"{r['model']} ({config_label(r)}) {r['images_per_s']} img/s, "
-            f"peak {r['peak_mem_mib']} MiB, MFU {r.get('mfu')}"
-        )
-    if r["kind"] == "training_run" and r.get("stopped_by_guard"):
-        # A run cut by the clock has no score: it would depend on the machine's speed.
-        return (
-            f"CRIS-R50 from random weights, stopped by the check's time limit after "
-            f"{r['steps']} steps ({r['train_time_s']} s): no validation score"
-        )
-    if r["kind"] == "training_run":
-        steps, seconds = r["steps"], r["train_time_s"]
-        return f"CRIS-R50 from random weights: {steps} steps, {seconds} s"
-    if r["kind"] == "evaluation":
-        return f"{r['sentences_per_s']} sentences/s over {r['sentences']} sentences"
-    if r["kind"] == "data_loader":
-        return (
-            f"{r['samples_per_s']} samples/s with {r['workers']} workers, "
-            f"x{r['ratio_to_train_step']} the eager train step"
-        )
-    return r.get("error") or r.get("skipped") or "?"
-
-
-def check_verdict(r: dict) -> str | None:
-    """The verdict a row supports, with the margin (None: nothing to judge)."""
-    if r["kind"] == "train_step_vs_official":
-        what = f"our train step ({r['ours_config']}) against the official recipe"
-        return verdict(r["speedup"], 1.5, what, r)
-    if r["kind"] == "training_run" and not r.get("stopped_by_guard"):
-        blind = {k: {"mIoU": v} for k, v in r["baselines"].items()}
-        return verdicts.versus_baseline(r["val_mIoU"], blind, "CRIS-R50 (GPU check)")
-    if r["kind"] == "data_loader" and r.get("ratio_to_train_step"):
-        what = f"the {r['workers']}-worker data loader"
-        return verdict(r["ratio_to_train_step"], 2.0, what, r)
-    return None
-
-
+# %%
 if check_rows:
-    table = [dict(r, result=check_result(r), load=load(r)) for r in check_rows]
+    table = [dict(r, result=speed.describe(r), load=load(r)) for r in check_rows]
     for r in table:
         r["date"] = r["date"][:10]
     columns = ["part", "result", "device", "torch", "date", "load"]
     show_markdown(markdown_table(table, columns))
     for r in check_rows:
-        if check_verdict(r):
-            print(f"{r['part']}: {check_verdict(r)}")
+        if speed.verdict(r):
+            print(f"{r['part']}: {speed.verdict(r)}")
 else:
     print("no GPU check rows are committed")
 
@@ -279,7 +209,7 @@ if errors:
 # time, and loaded with exactly our weights; both train on the same batch in one process. The official
 # recipe is fp16 autocast on CUDA, eager, NCHW (on a CPU its autocast does nothing: fp32). *Matched* rows
 # use the same precision and no extra switch on our side. Each ratio is judged against its target with
-# a margin of `verdicts.SPEED_MARGIN` (the spread of one configuration's timing rounds on the GPU), and
+# a margin of `refseg_core.verdicts.SPEED_MARGIN` (the spread of one configuration's timing rounds on the GPU), and
 # not at all when the machine was shared:
 
 # %%
@@ -294,9 +224,7 @@ columns += ["matched", "ours_images_per_s", "official_images_per_s", "speedup", 
 if measured:
     show_markdown(markdown_table(measured, columns))
 for r in measured:
-    target = 1.5 if r["device_type"] == "cuda" else 1.0
-    what = f"our {r['model']} train step ({r['ours']}, batch {r['batch']})"
-    print(f"{r['device']}: {verdict(r['speedup'], target, what, r)}")
+    print(f"{r['device']}, batch {r['batch']}: {speed.verdict(r)}")
 
 # %% [markdown]
 # ## Data pipeline
@@ -379,7 +307,8 @@ show_markdown(markdown_table(evals, columns))
 # ```
 #
 # 2. For each model, compute the ratio of its `channels_last` train step to its NCHW one from
-#    `model_rows` and judge it against 1.0 with `verdict`. For which models can this page tell?
+#    `model_rows` and judge it against 1.0 with `speed.speed_verdict`. For which models can this page
+#    tell?
 #
 # ````{dropdown} Solution
 # ```python
@@ -388,7 +317,8 @@ show_markdown(markdown_table(evals, columns))
 #              if r["model"] == model and r["kind"] == "train_step"}
 #     if "fp32" in steps and "fp32 +cl" in steps:
 #         ratio = steps["fp32 +cl"]["images_per_s"] / steps["fp32"]["images_per_s"]
-#         print(verdict(ratio, 1.0, f"{model} with channels_last", steps["fp32 +cl"]))
+#         what = f"{model} with channels_last"
+#         print(speed.speed_verdict(ratio, 1.0, what, steps["fp32 +cl"]))
 # ```
 #
 # With the committed CPU rows, for none: every one was measured at a load above the core count, so each
