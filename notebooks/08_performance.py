@@ -209,8 +209,8 @@ if errors:
 # time, and loaded with exactly our weights; both train on the same batch in one process. The official
 # recipe is fp16 autocast on CUDA, eager, NCHW (on a CPU its autocast does nothing: fp32). *Matched* rows
 # use the same precision and no extra switch on our side. Each ratio is judged against its target with
-# a margin of `refseg_core.verdicts.SPEED_MARGIN` (the spread of one configuration's timing rounds on the GPU), and
-# not at all when the machine was shared:
+# a margin of `refseg_core.verdicts.SPEED_MARGIN` (the spread of one configuration's timing rounds on
+# the GPU), and not at all when the machine was shared:
 
 # %%
 official = rows_by_section["official"]
