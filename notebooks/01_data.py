@@ -27,17 +27,16 @@
 # %%
 import sys
 
-REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
-if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # the release
+if "google.colab" in sys.modules:  # in Colab only: install the package, nothing else
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
-    )
+    package = f"refseg_core @ git+{REPO}@{REF}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 
 # %% tags=["parameters"]
-config = "smoke_cris"  # the data of this configuration (shipped with refseg_core) is the chapter's data
-overrides = {}  # e.g. {"dataset": "refcoco+"}, or {"data_root": "/data/refer", "synthetic": False}
+config = "smoke_cris"  # a shipped configuration: its data is the chapter's data
+overrides = {}  # e.g. {"dataset": "refcoco+"}
 letterbox_size = 128  # the network's square input shown here (416 in the papers)
 real_data_root = None  # a data_root filled by `python -m refseg_core data fetch` (e.g. "~/refseg-book/data")
 
@@ -47,9 +46,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
 
-from refseg_core import configs, engine
+from refseg_core import configs, engine, metrics
 from refseg_core.config import load_config
 from refseg_core.data import verify as data_verify
 from refseg_core.data.dataset import RefSegDataset, collate
@@ -58,11 +56,19 @@ from refseg_core.data.refcoco_m import pair_with_refcoco
 from refseg_core.data.refer import VALID_SPLITS_BY, Refer
 from refseg_core.data.sources import DATASETS
 from refseg_core.data.sources import label as dataset_label
-from refseg_core.data.transforms import CLIP_MEAN, CLIP_STD, LetterboxParams, denormalize, inverse_letterbox
+from refseg_core.data.transforms import (
+    CLIP_MEAN,
+    CLIP_STD,
+    LetterboxParams,
+    denormalize,
+    inverse_letterbox,
+)
+from refseg_core.notebook import show_markdown
+from refseg_core.tables import markdown_table
 from refseg_core.text import ClipTokenizer, split_words
 from refseg_core.viz import grid, overlay
 
-cfg = load_config(config, overrides)  # data_root, dataset, split_by and the synthetic_* values
+cfg = load_config(config, overrides)  # data_root, dataset, split_by, synthetic_*
 published = configs.published()
 
 # %% [markdown]
@@ -79,18 +85,12 @@ published = configs.published()
 # `refseg_core`, the counts `data fetch` verifies against):
 
 # %%
-rows = [
-    "| dataset | splitBy | " + " | ".join(["train", "val", "testA", "testB", "test"]) + " |",
-    "|---" * 7 + "|",
-]
+splits = ["train", "val", "testA", "testB", "test"]
+sizes = []
 for name, info in published["datasets"].items():
-    refs = info["refs"]
-    rows.append(
-        f"| {dataset_label(name)} | {info['splitBy']} | "
-        + " | ".join(f"{refs[s]:,}" if s in refs else "–" for s in ["train", "val", "testA", "testB", "test"])
-        + " |"
-    )
-display(Markdown("\n".join(rows)))
+    refs = [f"{info['refs'][s]:,}" if s in info["refs"] else None for s in splits]
+    sizes.append([dataset_label(name), info["splitBy"], *refs])
+show_markdown(markdown_table(sizes, headers=["dataset", "splitBy", *splits]))
 
 # %% [markdown]
 # All of them use the REFER layout (github.com/lichengunc/refer):
@@ -124,9 +124,9 @@ display(Markdown("\n".join(rows)))
 # same `Refer` loader then reads it as it would read RefCOCO.
 
 # %%
-refer = engine.prepare_data(cfg)  # generates the synthetic set into cfg.data_root on first use
-root, dataset = Path(cfg.data_root), cfg.dataset
-print("files:", *sorted(str(p.relative_to(root)) for p in (root / dataset).iterdir()), sep="\n  ")
+refer = engine.prepare_data(cfg)  # generates the synthetic set on first use
+folder = Path(cfg.data_root) / cfg.dataset
+print("files:", *sorted(p.name for p in folder.iterdir()), sep="\n  ")
 print("splits:", refer.splits())
 
 # %%
@@ -138,11 +138,12 @@ print(sent)
 # Each ref is one object (one annotation) with one or more sentences. A few training refs, the mask
 # decoded with pycocotools from the polygons in `instances.json`:
 
-# %%
+# %% mystnb={"figure": {"caption": "Eight training refs of the synthetic RefCOCO, each titled with its first expression. The referred shape is outlined and everything else is dimmed: the expression picks one shape among others of the same kind or colour, by attribute, position or relation.", "name": "fig-data-refs"}}
 train_refs = refer.split_refs("train")
 fig, axes = grid(8, cols=4)
 for ax, ref in zip(axes, train_refs[:8]):
-    overlay(ax, refer.load_image(ref), refer.ref_mask(ref), title=ref["sentences"][0]["raw"])
+    title = ref["sentences"][0]["raw"]
+    overlay(ax, refer.load_image(ref), refer.ref_mask(ref), title=title)
 plt.tight_layout()
 plt.show()
 
@@ -156,12 +157,12 @@ plt.show()
 # attributes only).
 
 # %%
-rows = ["| split | refs | sentences | images | words per sentence |", "|---|---|---|---|---|"]
-for s in refer.splits():
-    st = refer.stats(s)
-    rows.append(f"| {s} | {st['refs']} | {st['sentences']} | {st['images']} | {st['mean_words']:.1f} |")
-display(Markdown("\n".join(rows)))
+stats = [refer.stats(s) for s in refer.splits()]
+columns = ["split", "refs", "sentences", "images", "mean_words"]
+headers = ["split", "refs", "sentences", "images", "words per sentence"]
+show_markdown(markdown_table(stats, columns, headers, digits=1))
 
+# %% mystnb={"figure": {"caption": "The training expressions: their length in words (left) and the cue each one uses, judged by its words (right). Expressions run from one word to about a dozen, and attribute, location and relation cues all occur in large numbers, so a model has to read all three.", "name": "fig-data-stats"}}
 kinds, lengths = collections.Counter(), []
 for _, s in refer.sentences("train"):
     lengths.append(len(split_words(s["raw"])))
@@ -172,7 +173,8 @@ a.hist(lengths, bins=range(1, max(lengths) + 2), color="tab:blue", rwidth=0.85)
 a.set_xlabel("words per expression")
 a.set_ylabel("sentences")
 b.bar(list(kinds), list(kinds.values()), color="tab:orange")
-b.set_title("cue used (by keyword)", fontsize=10)
+b.set_xlabel("cue used (by keyword)")
+b.set_ylabel("sentences")
 plt.tight_layout()
 plt.show()
 
@@ -190,49 +192,92 @@ tokenizer = ClipTokenizer(word_len=17)
 ds = RefSegDataset(refer, "val", tokenizer, input_size=letterbox_size, train=False)
 item = ds[0]
 lb = LetterboxParams.from_dict(item["meta"]["letterbox"])
-print(
-    "image",
-    tuple(item["image"].shape),
-    "tokens",
-    tuple(item["tokens"].shape),
-    "mask",
-    tuple(item["mask"].shape),
-)
+print("image", tuple(item["image"].shape), "tokens", tuple(item["tokens"].shape))
+print("mask", tuple(item["mask"].shape))
 print("letterbox:", lb)
-print("tokens:", item["tokens"].tolist(), "->", repr(tokenizer.decode(item["tokens"])))
+print("tokens:", item["tokens"].tolist())
+print("decoded:", repr(tokenizer.decode(item["tokens"])))
 
-back = inverse_letterbox(item["mask"], lb, mode="bilinear")[0] > 0.5
-fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
-overlay(
-    axes[0],
-    denormalize(item["image"], CLIP_MEAN, CLIP_STD),
-    item["mask"][0] > 0.5,
-    title=f"letterboxed {letterbox_size}x{letterbox_size}",
-)
+# %% [markdown]
+# Mapping the mask back is `inverse_letterbox`: crop the image region out of the square, resize it to
+# the original size, threshold. Its IoU with the original mask measures what the round trip loses:
+
+
+# %%
+def round_trip_iou(item) -> float:
+    """IoU of the letterboxed mask, mapped back to the original size, and the mask."""
+    lb = LetterboxParams.from_dict(item["meta"]["letterbox"])
+    back = inverse_letterbox(item["mask"], lb, mode="bilinear")[0].numpy() > 0.5
+    return metrics.iou(back, item["meta"]["orig_mask"])
+
+
+print(f"letterboxed to {letterbox_size} px: round-trip IoU {round_trip_iou(item):.4f}")
+
+# %% mystnb={"figure": {"caption": "One validation sample: the letterboxed network input with its mask (left), the original image and mask (middle), and the letterboxed mask mapped back to the original size (right, titled with its IoU against the original).", "name": "fig-data-letterbox"}}
 val_ref, _ = refer.sentences("val")[0]  # evaluation items follow refer.sentences order
 assert val_ref["ref_id"] == item["meta"]["ref_id"]
-overlay(
-    axes[1], refer.load_image(val_ref), item["meta"]["orig_mask"], title=f"original {lb.orig_w}x{lb.orig_h}"
-)
-inter = np.logical_and(back, item["meta"]["orig_mask"]).sum() / max(
-    np.logical_or(back, item["meta"]["orig_mask"]).sum(), 1
-)
+back = inverse_letterbox(item["mask"], lb, mode="bilinear")[0].numpy() > 0.5
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+square = denormalize(item["image"], CLIP_MEAN, CLIP_STD)
+size_title = f"letterboxed {letterbox_size}x{letterbox_size}"
+overlay(axes[0], square, item["mask"][0].numpy() > 0.5, title=size_title)
+orig_title = f"original {lb.orig_w}x{lb.orig_h}"
+overlay(axes[1], refer.load_image(val_ref), item["meta"]["orig_mask"], title=orig_title)
 axes[2].imshow(back, cmap="gray")
-axes[2].set_title(f"mask mapped back: IoU with original {inter:.3f}", fontsize=9)
+axes[2].set_title(f"mapped back: IoU {round_trip_iou(item):.3f}", fontsize=9)
 axes[2].axis("off")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The round trip is not perfect at the boundary: the mask was resampled down to the input size and back.
-# That is the resolution limit every model in this book lives with, and why the official CRIS code
-# thresholds an upsampled *probability* map at the original resolution rather than a small binary mask.
+# For this sample at this size, {numref}`fig-data-letterbox` shows the round trip keeping the mask.
+# One sample says little: what the round trip loses depends on how far the image is scaled. We
+# letterbox the first validation sentences at several input sizes, from far below the synthetic
+# images' side to the size used above, and map each mask back:
+
+# %%
+n_round_trip = 200
+round_trip = {}
+for size in sorted({24, 32, 48, 64, 96, letterbox_size}):
+    sized = RefSegDataset(refer, "val", tokenizer, input_size=size, train=False)
+    items = [sized[i] for i in range(min(n_round_trip, len(sized)))]
+    round_trip[size] = np.array([round_trip_iou(it) for it in items])
+lbs = [LetterboxParams.from_dict(it["meta"]["letterbox"]) for it in items]
+sides = np.array([max(lb.orig_w, lb.orig_h) for lb in lbs])
+print(f"longer side: {sides.min()} to {sides.max()} px, median {np.median(sides):.0f}")
+rows = [
+    [size, ious.mean(), np.percentile(ious, 5), ious.min(), (ious < 0.999).mean()]
+    for size, ious in round_trip.items()
+]
+head = ["input size", "mean IoU", "5th percentile", "worst", "share below 0.999"]
+show_markdown(markdown_table(rows, headers=head, digits=3))
+
+# %% mystnb={"figure": {"caption": "What the letterbox round trip loses, against the input size, over 200 validation sentences; the dotted line is the median longer side of their images. Below that side the mask is down-sampled and boundary pixels are lost, most for small objects (the 5th percentile falls first). Above it the loss is small but not zero: resampling up and back still moves a few boundary pixels.", "name": "fig-data-round-trip"}}
+fig, ax = plt.subplots(figsize=(6, 3.4))
+xs = list(round_trip)
+ax.plot(xs, [v.mean() for v in round_trip.values()], "o-", label="mean")
+p5 = [np.percentile(v, 5) for v in round_trip.values()]
+ax.plot(xs, p5, "s--", label="5th percentile")
+ax.axvline(np.median(sides), color="grey", ls=":", lw=1)
+ax.set_xlabel("letterbox input size (px)")
+ax.set_ylabel("round-trip IoU")
+ax.legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# So the round trip is nearly exact only when the input is at least as large as the image, and even
+# then not perfect. The papers' 416-pixel input is smaller than most COCO images (up to 640 pixels on
+# the longer side), so there the mask *is* down-sampled and its boundary is lost. That is the
+# resolution limit every model in this book lives with, and why the official CRIS code thresholds an
+# up-sampled *probability* map at the original resolution rather than a small binary mask.
 #
 # A batch stacks images, tokens and masks; the metadata stays a list:
 
 # %%
 batch = collate([ds[i] for i in range(4)])
-print({k: (tuple(v.shape) if hasattr(v, "shape") else f"list of {len(v)}") for k, v in batch.items()})
+for key, value in batch.items():
+    print(key, tuple(value.shape) if hasattr(value, "shape") else f"{len(value)} dicts")
 
 # %% [markdown]
 # ## Using the real data
@@ -278,19 +323,18 @@ if real is None:
 elif not fetched:
     print(f"{real} holds no dataset fetched by `data fetch`, so the real-data cells are skipped.")
 else:
-    rows = ["| dataset | splitBy | split | refs | sentences | images |", "|---|---|---|---|---|---|"]
-    notes = []
+    rows, notes = [], []
     for d in fetched:
         rep = data_verify.verify(d, real, progress=False)  # the manifest, the counts, masks and images
         notes.append(f"{dataset_label(d)}: expected counts from {rep.expected_from}")
         for sb, splits in rep.counts.items():
             for s, c in splits.items():
-                rows.append(
-                    f"| {dataset_label(d)} | {sb} | {s} | {c['refs']:,} | {c['sentences']:,} | {c['images']:,} |"
-                )
+                rows.append([dataset_label(d), sb, s, c["refs"], c["sentences"], c["images"]])
         for w in rep.warnings:
             print("warning:", w)
-    display(Markdown("\n".join(rows) + f"\n\nVerified in `{real}`. " + "; ".join(notes) + "."))
+    heads = ["dataset", "splitBy", "split", "refs", "sentences", "images"]
+    table = markdown_table(rows, headers=heads)
+    show_markdown(table + f"\n\nVerified in `{real}`. " + "; ".join(notes) + ".")
 
 # %%
 shown = [d for d in fetched if d != "refcoco_m"]
@@ -335,6 +379,40 @@ if pairs:
 #
 # ## Exercises
 #
-# 1. Generate the `refcoco+` flavour (`-y "overrides: {dataset: refcoco+}"`). Which cue disappears from the bar chart?
-# 2. Generate the `grefcoco` flavour. How are no-target refs stored, and what does `ref_mask` return?
-# 3. Letterbox with `letterbox_size = 32`. How low does the round-trip IoU get for the smallest objects?
+# 1. Generate the `refcoco+` flavour (`overrides = {"dataset": "refcoco+"}`, or
+#    `-y "overrides: {dataset: refcoco+}"` with papermill). Which cue disappears from the bar chart of
+#    {numref}`fig-data-stats`, and why?
+#
+# ```{dropdown} Solution
+# The *location* bar is gone. RefCOCO+ forbade absolute location words ("left", "top"), and the
+# generator follows that rule: its `refcoco+` expressions use attributes and relations only, and its
+# relations keep "near" and "touching" but drop the directions ("above", "left of").
+# ```
+#
+# 2. Generate the `grefcoco` flavour (`overrides = {"dataset": "grefcoco", "split_by": "unc"}`). How are
+#    no-target refs stored, and what does `refer.ref_mask` return for one?
+#
+# ````{dropdown} Solution
+# A no-target ref has `ann_id == [-1]` and `no_target: True` (`refer.is_no_target(ref)` reads them);
+# `refer.ref_mask(ref)` returns an all-zero mask of the image's size. A multi-target ref lists several
+# annotation ids and its mask is their union:
+#
+# ```python
+# grefer = engine.prepare_data(load_config(config, {"dataset": "grefcoco", "split_by": "unc"}))
+# empty = next(r for r in grefer.split_refs("val") if grefer.is_no_target(r))
+# print(empty["ann_id"], grefer.ref_mask(empty).sum())  # [-1] 0
+# ```
+# ````
+#
+# 3. `round_trip_iou` maps the mask back with bilinear resampling and a 0.5 threshold. Map it back with
+#    `mode="nearest"` instead and redraw {numref}`fig-data-round-trip`. Which mode loses less below the
+#    image size, and why does the official pipeline resample probabilities rather than binary masks?
+#
+# ```{dropdown} Solution
+# Replace `mode="bilinear"` by `mode="nearest"` in `round_trip_iou` and rerun the last cells. Nearest
+# neighbour copies whole pixels, so a down-sampled boundary comes back as a staircase and the IoU falls
+# further than with bilinear resampling, which interpolates a soft edge that the threshold then places
+# between pixels. A network's output is a probability map for the same reason: a soft map resampled to
+# the original size and thresholded there keeps sub-pixel boundary information that a binary mask has
+# already thrown away.
+# ```

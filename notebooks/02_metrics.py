@@ -26,34 +26,33 @@
 # %%
 import sys
 
-REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # this book's release of refseg_core
-if "google.colab" in sys.modules:  # in Colab only: install the package (nothing else is downloaded)
+REPO, REF = "https://github.com/refseg-book/refseg-book", "v0.1.0"  # the release
+if "google.colab" in sys.modules:  # in Colab only: install the package, nothing else
     import subprocess
 
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", f"refseg_core @ git+{REPO}@{REF}"], check=True
-    )
+    package = f"refseg_core @ git+{REPO}@{REF}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 
 # %% tags=["parameters"]
-config = "smoke_cris"  # the data of this configuration (shipped with refseg_core) is the chapter's data
+config = "smoke_cris"  # a shipped configuration: its data is the chapter's data
 overrides = {}  # TrainConfig fields that replace the configuration's values
 split = "val"
-threshold_shift = 0.3  # system A misplaces large objects by this fraction of their width
+threshold_shift = 0.4  # system A shifts large objects by this fraction of their width
 
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from IPython.display import Markdown, display
 
-from refseg_core import engine, metrics
+from refseg_core import engine, metrics, verdicts
 from refseg_core.config import load_config
 from refseg_core.metrics import RefSegMetrics, iou
-from refseg_core.notebook import show_source
+from refseg_core.notebook import show_markdown, show_source
+from refseg_core.tables import metrics_table
 from refseg_core.viz import overlay
 
-cfg = load_config(config, overrides)  # the dataset: data_root, dataset, split_by, synthetic_*
+cfg = load_config(config, overrides)  # data_root, dataset, split_by, synthetic_*
 refer = engine.prepare_data(cfg)  # generates the synthetic set on first use
 samples = [(ref, sent) for ref, sent in refer.sentences(split)]
 print(f"{len(samples)} sentences in the {split} split")
@@ -98,9 +97,10 @@ def shift(mask: np.ndarray, frac: float) -> np.ndarray:
 targets = [refer.ref_mask(ref).astype(bool) for ref, _ in samples]
 areas = np.array([t.sum() for t in targets])
 median_area = np.median(areas)
-system_a = [shift(t, threshold_shift) if t.sum() > median_area else t.copy() for t in targets]
+system_a = [shift(t, threshold_shift) if t.sum() > median_area else t for t in targets]
 system_b = [dilate(t, 3) for t in targets]
 
+# %% mystnb={"figure": {"caption": "The two simulated systems on the smallest and the largest validation target. Each prediction is bright with an orange outline, the target a dashed blue outline, and each panel is titled with its IoU. System A is exact on the small object and misses most of the large one; system B's fixed 3-pixel margin costs the small object most of its IoU and the large one far less.", "name": "fig-metrics-systems"}}
 fig, axes = plt.subplots(1, 4, figsize=(11, 3))
 small, large = int(np.argmin(areas)), int(np.argmax(areas))
 for ax, idx, pred, name in [
@@ -110,8 +110,8 @@ for ax, idx, pred, name in [
     (axes[3], large, system_b, "B, large"),
 ]:
     img = refer.load_image(samples[idx][0])
-    overlay(ax, img, pred[idx], contour=targets[idx], title=f"{name}: IoU {iou(pred[idx], targets[idx]):.2f}")
-fig.suptitle("prediction (bright, orange outline) against the target (dashed blue outline)", fontsize=10)
+    title = f"{name}: IoU {iou(pred[idx], targets[idx]):.2f}"
+    overlay(ax, img, pred[idx], contour=targets[idx], title=title)
 plt.tight_layout()
 plt.show()
 
@@ -138,40 +138,43 @@ def score(preds):
 res_a, ious_a = score(system_a)
 res_b, ious_b = score(system_b)
 keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
-rows = ["| system | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-for name, r in [("A (misplaces large objects)", res_a), ("B (3-px boundary error)", res_b)]:
-    rows.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.2f}" for k in keys) + " |")
-display(Markdown("\n".join(rows)))
+named = {"A (misplaces large objects)": res_a, "B (3-px boundary error)": res_b}
+show_markdown(metrics_table(named, keys, label="system"))
 
-winner_m = "A" if res_a["mIoU"] > res_b["mIoU"] else "B"
-winner_o = "A" if res_a["oIoU"] > res_b["oIoU"] else "B"
-print(f"mIoU ranks system {winner_m} first; oIoU ranks system {winner_o} first.")
+# %% [markdown]
+# Does the ranking of the two systems depend on the average? A difference counts only when it exceeds
+# the book's margin, `refseg_core.verdicts.MARGIN` (2 points: float rounding alone moves a smoke
+# run's scores by about that much between two machines):
 
 # %%
+for key in ["mIoU", "oIoU"]:
+    print(verdicts.compare(res_a[key], res_b[key], "system A", "system B", metric=key))
+
+# %% mystnb={"figure": {"caption": "Per-expression IoU of both systems against the target's area (log scale). System A's points are 1 for small targets and low for large ones, system B's rise with the area. mIoU weighs every point alike; oIoU weighs each by its area, so the large targets on the right decide it.", "name": "fig-metrics-area"}}
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.scatter(areas, ious_a, s=10, alpha=0.6, label="system A")
 ax.scatter(areas, ious_b, s=10, alpha=0.6, label="system B")
 ax.set_xscale("log")
 ax.set_xlabel("target area (pixels, log scale)")
 ax.set_ylabel("per-expression IoU")
-ax.set_title("oIoU weights these points by their area; mIoU does not", fontsize=10)
 ax.legend()
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # **Why it matters.** The official CRIS code computes the per-sentence IoU and reports their *mean*
-# (CRIS issue #12), while LTS and most later work report overall IoU, and Papers With Code lists CRIS's
-# numbers under "Overall IoU". As the table shows, the two can differ by many points *and* rank systems
-# differently, so a comparison across papers is only fair on the same metric. This book reports both for
-# every run, and the comparison table in the reproduction chapter labels each paper number with its metric.
+# (issue 12 of the official CRIS repository), while LTS and most later work report overall IoU, and
+# Papers With Code lists CRIS's numbers under "Overall IoU". As the table and the two verdicts show,
+# the two averages can differ by many points *and* rank the same systems in opposite orders, so a
+# comparison across papers is only fair on the same metric. This book reports both for every run, and
+# the comparison table of chapter 7 labels each paper number with its metric.
 #
 # ## Precision at a threshold
 #
 # $\Pr@X$ is the fraction of expressions whose IoU is *strictly* greater than $X$, the official CRIS
 # convention. It reads the distribution of per-sample IoUs that mIoU summarises by its mean:
 
-# %%
+# %% mystnb={"figure": {"caption": "Pr@X of both systems as the threshold X sweeps from 0 to 1; the dotted lines are the five official thresholds. System A's curve stays flat at the share of targets it gets exactly right; system B's falls to zero well before X = 1, because its 3-pixel margin caps the IoU of every object.", "name": "fig-metrics-prx"}}
 xs = np.linspace(0, 1, 101)
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for name, ious in [("system A", ious_a), ("system B", ious_b)]:
@@ -199,7 +202,8 @@ for label, cut in zip(metrics.PR_THRESHOLDS, metrics.PR_CUTOFFS):
 seventy = np.zeros((1, 100), bool)
 seventy[0, :70] = True
 m = metrics.RefSegMetrics()
-print(f"IoU {m.update(seventy, np.ones((1, 100), bool)):.10f} -> prec@0.7 = {m.compute()['prec@0.7']:.0f}")
+seventy_iou = m.update(seventy, np.ones((1, 100), bool))
+print(f"IoU {seventy_iou:.10f} -> prec@0.7 = {m.compute()['prec@0.7']:.0f}")
 
 # %% [markdown]
 # ## Generalised RES: when an expression refers to several objects, or to none
@@ -222,14 +226,16 @@ print(f"IoU {m.update(seventy, np.ones((1, 100), bool)):.10f} -> prec@0.7 = {m.c
 # happens to decode to nothing is still a targeted sample, and an empty prediction for it is an FP. So
 # `RefSegMetrics.update` takes the ref's flag (`no_target=`, which `engine.evaluate` passes from the
 # dataset); only without one does it fall back to "empty target". We score two simulated systems on the
-# synthetic gRefCOCO split: one that always outputs *some* mask (the dilated target, or a blob when there is no target) and
-# one that in addition says "nothing" whenever the target is empty.
+# synthetic gRefCOCO split: one that always outputs *some* mask (the dilated target, or a blob when
+# there is no target) and one that in addition says "nothing" whenever the target is empty.
 
 # %%
-grefer = engine.prepare_data(load_config(config, {**overrides, "dataset": "grefcoco", "split_by": "unc"}))
+gcfg = load_config(config, {**overrides, "dataset": "grefcoco", "split_by": "unc"})
+grefer = engine.prepare_data(gcfg)
 gsamples = grefer.sentences(split)
 gtargets = [grefer.ref_mask(ref).astype(bool) for ref, _ in gsamples]
-gno_target = [grefer.is_no_target(ref) for ref, _ in gsamples]  # from the ref, as ReLA decides
+# no target: read from the ref, as ReLA decides
+gno_target = [grefer.is_no_target(ref) for ref, _ in gsamples]
 
 
 def blob(shape):
@@ -240,19 +246,20 @@ def blob(shape):
 
 
 always = [blob(t.shape) if nt else dilate(t, 1) for t, nt in zip(gtargets, gno_target)]
-abstains = [np.zeros_like(t) if nt else dilate(t, 1) for t, nt in zip(gtargets, gno_target)]
+abstains = [np.zeros_like(t) if nt else p for t, nt, p in zip(gtargets, gno_target, always)]
 gkeys = ["gIoU", "cIoU", "N-acc", "T-acc", "mIoU", "oIoU"]
-rows = ["| system | " + " | ".join(gkeys) + " |", "|---" * (len(gkeys) + 1) + "|"]
-for name, preds in [("always predicts a mask", always), ("says 'nothing' when nothing is there", abstains)]:
+gres = {}
+for name, preds in [
+    ("always predicts a mask", always),
+    ("says 'nothing' when nothing is there", abstains),
+]:
     m = RefSegMetrics()
     m.update_many(preds, gtargets, gno_target)
-    r = m.compute()
-    rows.append(f"| {name} | " + " | ".join(f"{100 * r[k]:.2f}" for k in gkeys) + " |")
+    gres[name] = m.compute()
 n_empty = sum(gno_target)
 n_multi = sum(len(grefer.ann_ids(ref)) > 1 for ref, _ in gsamples)
-display(
-    Markdown(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} multi-target.\n\n" + "\n".join(rows))
-)
+print(f"{len(gsamples)} sentences: {n_empty} no-target, {n_multi} multi-target")
+show_markdown(metrics_table(gres, gkeys, label="system"))
 
 # %% [markdown]
 # The first system can never score on a no-target expression (N-acc 0). The classic mIoU punishes the
@@ -268,6 +275,40 @@ display(
 #
 # ## Exercises
 #
-# 1. Change `threshold_shift` (a papermill parameter) to 0.1 and to 0.6. When does the ranking flip?
-# 2. Replace system B's 3-pixel error by an error proportional to the object size. Which average moves?
-# 3. Why is cIoU equal to oIoU on any data set, but gIoU not equal to mIoU on gRefCOCO?
+# 1. Change `threshold_shift` (a papermill parameter: `-p threshold_shift 0.1`) to 0.1, 0.2 and 0.6.
+#    For which shifts does oIoU rank the systems differently from mIoU by more than the margin?
+#
+# ````{dropdown} Solution
+# Sweep the shift and print the verdicts (the cells above, in a loop):
+#
+# ```python
+# for frac in [0.1, 0.2, 0.3, 0.4, 0.6]:
+#     a = score([shift(t, frac) if t.sum() > median_area else t for t in targets])[0]
+#     print(frac, verdicts.compare(a["oIoU"], res_b["oIoU"], "A", "B", metric="oIoU"))
+# ```
+#
+# A larger shift costs system A more pixels on the large objects, and only there. oIoU, which the
+# large objects dominate, falls quickly with the shift; mIoU falls slowly, because the half of the
+# expressions with small targets keeps an IoU of 1. So for small shifts A wins both averages, in
+# between the oIoU verdict is "cannot tell", and for large shifts oIoU puts B above A while mIoU still
+# puts A above B.
+# ````
+#
+# 2. Replace system B's 3-pixel error by an error proportional to the object's size, for example a
+#    dilation radius of `max(1, round(0.1 * np.sqrt(t.sum())))`. Which average moves, and why?
+#
+# ```{dropdown} Solution
+# mIoU moves up, to about oIoU. With a fixed radius a small object loses a large fraction of its IoU and
+# a big one almost none, so per-expression IoUs spread widely and their mean (mIoU) sits far from the
+# pixel-weighted oIoU. With a radius proportional to the size every object loses about the same
+# fraction, the per-expression IoUs become alike, and the two averages nearly agree.
+# ```
+#
+# 3. Add a third gRefCOCO system that predicts an empty mask for *every* expression. Before you run
+#    it, say what its gIoU, cIoU, N-acc and T-acc will be; then check.
+#
+# ```{dropdown} Solution
+# Every no-target expression is a TP (term 1) and every targeted one an FP (term 0): gIoU is the share
+# of no-target expressions, N-acc is 100 and T-acc is 0. Nothing is ever intersected, so cIoU is 0.
+# Add `("predicts nothing", [np.zeros_like(t) for t in gtargets])` to the list of systems.
+# ```

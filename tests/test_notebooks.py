@@ -65,9 +65,12 @@ def test_first_code_cell_installs_only_in_colab(src):
     assert "pip" in body
 
 
-def test_book_config_uses_the_one_repository_url():
+def test_book_config_uses_the_one_repository_url_and_release_tag():
+    """The launch buttons (the book's repository url and branch) open the notebooks of the release the
+    Colab cell installs: both are refseg_core.REPO_URL at refseg_core.REPO_REF."""
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert cfg["repository"]["url"] == refseg_core.REPO_URL
+    assert cfg["repository"]["branch"] == refseg_core.REPO_REF
 
 
 def test_toc_lists_every_notebook():

@@ -7,6 +7,9 @@ The committed ``notebooks/NN_topic.ipynb`` carry no outputs. Each is executed by
 at the committed notebooks. Jupyter Book then renders the staged, executed notebooks (it executes
 nothing itself) into ``_build/html``. Sphinx warnings are errors.
 
+With ``--only``, the other chapters keep the executed copy an earlier build staged; a chapter never
+executed is staged without outputs, so the book still builds whole.
+
 Usage: python tools/build_book.py [--only 01_data,02_metrics] [--reuse] [-p name value ...]
 """
 
@@ -23,10 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
 STAGE = BUILD / "src"
+UNEXECUTED = "refseg_unexecuted"  # metadata of a staged chapter that --only left out (no outputs)
 
 
 def execute_notebooks(only: set[str] | None, reuse: bool, parameters: dict) -> None:
     import jupytext
+    import nbformat
     import papermill
 
     out_dir = STAGE / "notebooks"
@@ -35,8 +40,16 @@ def execute_notebooks(only: set[str] | None, reuse: bool, parameters: dict) -> N
     for src in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
         dst = out_dir / (src.stem + ".ipynb")
         if only and src.stem not in only:
+            if not dst.exists() or _unexecuted(dst):
+                # Not executed in this build and never before: the page is built without outputs, so
+                # that the book (its table of contents, its links) is whole.
+                nb = jupytext.read(src)
+                nb.metadata[UNEXECUTED] = True
+                nbformat.write(nb, dst)
+                print(f"[book] {src.name}: not executed (staged without outputs)", flush=True)
             continue
-        if reuse and dst.exists() and dst.stat().st_mtime > max(src.stat().st_mtime, _package_mtime()):
+        fresh = dst.exists() and dst.stat().st_mtime > max(src.stat().st_mtime, _package_mtime())
+        if reuse and fresh and not _unexecuted(dst):
             print(f"[book] {src.name}: reusing {dst.relative_to(ROOT)}", flush=True)
             continue
         t0 = time.time()
@@ -58,6 +71,12 @@ def execute_notebooks(only: set[str] | None, reuse: bool, parameters: dict) -> N
         tmp.replace(dst)
         source_nb.unlink()
         print(f"[book] {src.name}: {time.time() - t0:.0f} s", flush=True)
+
+
+def _unexecuted(path: Path) -> bool:
+    import nbformat
+
+    return bool(nbformat.read(path, as_version=4).metadata.get(UNEXECUTED))
 
 
 def _package_mtime() -> float:
