@@ -133,10 +133,13 @@ def curves(
     return ax
 
 
-def attention_to_words(ax, attn: np.ndarray, words: Sequence[str], image=None, cols: int | None = None):
+def attention_to_words(
+    ax, attn: np.ndarray, words: Sequence[str], image=None, cols: int | None = None, colorbar=False
+):
     """Not a single axes: draws one heat map per word on a row of sub-axes created from ``ax``'s figure.
 
-    ``attn`` is ``(L, h, w)``: the attention every pixel pays to each word (averaged over heads).
+    ``attn`` is ``(L, h, w)``: the attention every pixel pays to each word (averaged over heads). All maps
+    share one colour scale, from 0 to the largest weight; ``colorbar`` draws it next to the last map.
     Returns the list of axes used.
     """
     fig = ax.figure
@@ -150,4 +153,6 @@ def attention_to_words(ax, attn: np.ndarray, words: Sequence[str], image=None, c
         a = fig.add_subplot(gs[0, i])
         heatmap(a, attn[i], image=image, vmin=0.0, vmax=vmax, title=w)
         axes.append(a)
+    if colorbar and axes:
+        plt.colorbar(axes[-1].images[-1], ax=axes, fraction=0.02, pad=0.01, label="attention weight")
     return axes

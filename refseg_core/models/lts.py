@@ -1,15 +1,18 @@
 """LTS: "Locate then Segment" (Jing et al., CVPR 2021), the first open implementation.
 
-The parts live in files named after the paper's sections: :mod:`~refseg_core.models.lts_fusion` (Sec. 3.1),
-:mod:`~refseg_core.models.position_prior` (Sec. 3.2, *locate*), :mod:`~refseg_core.models.lts_segment`
-(Sec. 3.3, *segment*); this file holds the table of choices, the model that joins them, and its builders.
+No official code exists, and the paper's full text could not be checked here. What the paper states
+(abstract, Fig. 2 caption): a ConvNet encodes the image and a bi-GRU the expression; the two are fused
+into cross-modal features; a cross-modal interaction module - "e.g. filtering and transformer" - locates
+the referent with an object **position prior**; the prior is concatenated with the cross-modal features
+and a light-weight convolutional network produces the mask. The abstract reports +3.2 points on RefCOCO+
+and +3.4 on RefCOCOg over the previous best, and a model "more interpretable", shown by visualisation.
 
-No official code exists. What the paper states (abstract, Fig. 2): a ConvNet encodes the image and a
-bi-GRU the expression; the two are fused into cross-modal features (Sec. 3.1); a cross-modal
-interaction module - "e.g. filtering and transformer" - turns them into an object **position prior**
-(Sec. 3.2, *locate*); the prior is concatenated with the cross-modal features and a light-weight
-convolutional network produces the mask (Sec. 3.3, *segment*). Everything else below is a choice,
-exposed as a keyword of ``build_model("lts", ...)`` / ``build_model("lts_tiny", ...)``:
+The three steps live in three files: :mod:`~refseg_core.models.lts_fusion` (fuse),
+:mod:`~refseg_core.models.position_prior` (*locate*), :mod:`~refseg_core.models.lts_segment`
+(*segment*); this file holds the table of choices, the model that joins them, and its builders. How each
+step is built is this book's choice. The table lists every choice: its keyword of
+``build_model("lts", ...)`` / ``build_model("lts_tiny", ...)`` (and of a run's ``model_overrides``) where
+it has one; the rows marked *not a keyword* say where the choice is fixed instead.
 
 | choice (keyword) | value used (lts / lts_tiny) | why |
 |---|---|---|
@@ -17,22 +20,27 @@ exposed as a keyword of ``build_model("lts", ...)`` / ``build_model("lts_tiny", 
 | DarkNet activation (``leaky_slope``) | LeakyReLU 0.1 (YOLOv3); 0.01 with timm's weights (what they were trained with) | None = decided by the weights, so loaded weights see the activation they learned |
 | input statistics (``normalization``) | ``"imagenet"`` with timm's DarkNet weights; ``"clip"`` otherwise (CLIP backbones, and random DarkNet, which has none of its own: the smoke runs keep CLIP's) | None = decided by the weights; the dataset, evaluation and prediction read ``model.input_mean`` / ``input_std`` / ``fill`` |
 | backbone size (``width``, ``depth``) | width 1 / 0.125, depth 1 / 0.25 | the tiny model trains on a CPU in seconds with the same strides and topology |
+| backbone levels (``levels``) | ``[3, 4, 5]``: the maps at strides 8, 16, 32; any subset holding 3 | three levels are widely reported (*unverified*); level 3 sets the stride-8 grid the head reads |
 | vocabulary (``vocab``, ``word_len``) | the training expressions' words (or, by default, the synthetic generator's); at most 20 words, unknown words map to ``<unk>`` | the paper does not say; the vocabulary travels in ``model.config`` |
+| vocabulary cut-off (*not a keyword*) | every word seen once in training (``min_count=1`` where a run builds the vocabulary, ``WordVocab.from_expressions`` in ``engine.build_model_for``) | a word kept is a word the model can read; a built model only receives the word list (``vocab``) |
 | word embeddings (``embed_dim``, ``glove_path``) | 300-d / 32-d; GloVe when ``glove_path`` is given, random otherwise | GloVe is reported (*unverified*); nothing is downloaded here |
-| bi-GRU (``gru_hidden``, ``gru_layers``, ``text_dropout``) | 1 layer, 256 / 32 per direction, no dropout; sentence = [last forward state, last backward state] | the usual bi-GRU summary; packed sequences, so padding never changes a result |
-| fusion, Sec. 3.1 (``dim``) | per level ``BN(conv1x1(V_i)) * Linear_i(s)``, + xy coordinates, conv3x3; D = 512 / 64 | the element-wise product is reported; coordinates (CoordConv) let the prior express "left", "top" |
-| aggregation | top-down: upsample x2, concatenate, conv3x3, from stride 32 to stride 8 | stride 8 keeps small objects (52x52 at 416); one map feeds both locate and segment |
-| interaction, Sec. 3.2 (``interaction``) | ``"transformer"`` (``"filtering"`` available) | the paper names both; transformer is widely reported as the better one (*unverified*) |
-| transformer locate (``heads``, ``prior_layers``, ``ffn_dim``) | pre-norm layers of pixel self-attention, pixel-to-word cross-attention (padding masked), FFN; 8 / 4 heads, 2 / 1 layers, FFN 1024 / 128 | pixels query the words; self-attention gives each position the whole image, which relations ("left of the man") need; position enters as xy channels |
+| bi-GRU (``gru_hidden``, ``gru_layers``, ``text_dropout``) | 1 layer, 256 / 32 per direction, no dropout | packed sequences, so padding never changes a result |
+| sentence vector (``sentence_summary``) | ``"ends"``: [last forward state; last backward state] (``"mean"``: the mean of the word states) | the usual bi-GRU summary |
+| fusion operator (``fusion_op``) | ``"product"``: ``BN(conv1x1(V_i)) * Linear_i(s)`` per level (``"sum"``, ``"concat"`` available) | the element-wise product is widely reported (*unverified*) |
+| fusion width (``dim``) | D = 512 / 64 | |
+| coordinates (``coords``) | ``True``: xy channels (CoordConv) appended in the fusion and again in the locate module | lets a position express "left", "top"; attention has no notion of position of its own |
+| aggregation (*not a keyword*) | top-down: upsample, concatenate, conv3x3, from the coarsest level to stride 8 | stride 8 keeps small objects (52x52 at 416); one map feeds both locate and segment |
+| interaction (``interaction``) | ``"transformer"`` (``"filtering"`` available) | the paper names both; transformer is widely reported as the better one (*unverified*) |
+| transformer locate (``heads``, ``prior_layers``, ``ffn_dim``) | pre-norm layers of pixel self-attention, pixel-to-word cross-attention (padding masked), FFN; 8 / 4 heads, 2 / 1 layers, FFN 1024 / 128 | pixels query the words; self-attention gives each position the whole image, which relations ("left of the man") need |
 | filtering locate (``filters``, ``filter_dim``) | the sentence generates K dynamic 1x1 kernels (+ bias) applied to a projected map; K = 16 / 8, width 256 / 32; a 3x3 conv mixes the K responses | language-generated kernels (dynamic filters); 1x1 keeps the kernel generator small |
-| prior resolution | stride 8, one channel of logits | the fused map's grid: no resizing |
+| prior resolution (``prior_stride``) | 8: the fused map's grid (16 or 32: the locate module reads the fused map average-pooled, and its prior is upsampled bilinearly to stride 8 for the head) | no resizing at 8; a coarser prior is cheaper for the transformer (fewer pixel tokens) |
 | prior target (``prior_target``) | ``"mask"``: the mask area-averaged to the prior grid (``"gaussian"`` available) | works unchanged for multi-target and no-target (G-REFER) samples |
-| Gaussian target (``gaussian_sigma``) | centre = the mask's centre of mass; sigma_x, sigma_y = std of the mask's pixel coordinates x 1.0, at least 0.5 cell | second moments follow the object's extent and shape; an all-zero mask gives an all-zero target |
+| Gaussian target (``gaussian_sigma``, ``gaussian_min_sigma``) | centre = the mask's centre of mass; sigma_x, sigma_y = std of the mask's pixel coordinates x 1.0, at least 0.5 cell | second moments follow the object's extent and shape; an all-zero mask gives an all-zero target |
 | prior loss weight (``prior_weight``) | lambda = 1.0 | both BCE terms are per-pixel means on the same scale; the paper gives no value |
-| prior into segment | sigmoid(prior) concatenated to the fused map, not detached | the paper concatenates; the mask loss also refines the prior |
-| segment, Sec. 3.3 (``seg_dim``, ``dilations``) | conv3x3; parallel dilated conv3x3 (rates 1, 2, 4), concatenated, conv1x1; upsample x2; conv3x3; conv1x1; width 256 / 32 | "light-weight" with multi-range context (ASPP-like); stride 4 output as the book's protocol requires |
-| mask loss | BCE on logits against the mask area-averaged to H/4 x W/4 | area averaging keeps thin and small objects as soft targets |
-| output bias init | logit(0.1) for the prior and the mask | objects cover few cells; starting at p = 0.5 spends the first steps learning the background rate |
+| prior into segment (``prior_detach``) | ``False``: sigmoid(prior) concatenated to the fused map as one channel, with its gradient (``True``: detached) | the paper concatenates; with the gradient, the mask loss also refines the prior |
+| segment head (``seg_dim``, ``dilations``) | conv3x3; parallel dilated conv3x3 (rates 1, 2, 4), concatenated, conv1x1; upsample x2; conv3x3; conv1x1; width 256 / 32 | "light-weight" with multi-range context (ASPP-like); stride 4 output as the book's protocol requires |
+| mask target (``mask_target``) | ``"area"``: BCE on logits against the mask area-averaged to H/4 x W/4 (``"nearest"``: resized by nearest neighbour, as CRIS's code) | area averaging keeps thin and small objects as soft targets |
+| output bias init (``init_prob``) | 0.1: the prior's and the mask's last bias start at logit(0.1) | objects cover few cells; starting at p = 0.5 spends the first steps learning the background rate |
 | ablation (``use_prior``) | ``False``: no locate module; the segment head sees the D fused channels only | everything else identical (the head loses its one prior input channel) |
 
 Input: images ``(B, 3, H, W)`` with H and W multiples of 32 (the DarkNet stride), normalised by the
@@ -60,7 +68,7 @@ from refseg_core.models.darknet import (
     read_darknet_state,
 )
 from refseg_core.models.gru_text import GRUTextEncoder
-from refseg_core.models.lts_fusion import Fusion
+from refseg_core.models.lts_fusion import FUSION_OPS, Fusion
 from refseg_core.models.lts_segment import SegmentHead
 from refseg_core.models.position_prior import (
     FilterLocate,
@@ -72,6 +80,9 @@ from refseg_core.text import WordVocab
 
 INTERACTIONS = ("transformer", "filtering")
 PRIOR_TARGETS = ("mask", "gaussian")
+MASK_TARGETS = ("area", "nearest")
+SENTENCE_SUMMARIES = ("ends", "mean")
+PRIOR_STRIDES = (8, 16, 32)
 BACKBONES = ("darknet53", "clip_rn50", "clip_rn101", "clip_tiny")
 _CLIP_ARCH = {"clip_rn50": "RN50", "clip_rn101": "RN101", "clip_tiny": "tiny"}
 
@@ -82,6 +93,7 @@ DEFAULTS = {
     "normalization": None,
     "width": 1.0,
     "depth": 1.0,
+    "levels": [3, 4, 5],
     "vocab": None,
     "word_len": None,
     "glove_path": None,
@@ -89,6 +101,9 @@ DEFAULTS = {
     "gru_hidden": 256,
     "gru_layers": 1,
     "text_dropout": 0.0,
+    "sentence_summary": "ends",
+    "fusion_op": "product",
+    "coords": True,
     "dim": 512,
     "interaction": "transformer",
     "heads": 8,
@@ -97,11 +112,16 @@ DEFAULTS = {
     "filters": 16,
     "filter_dim": 256,
     "use_prior": True,
+    "prior_stride": 8,
     "prior_target": "mask",
     "prior_weight": 1.0,
     "gaussian_sigma": 1.0,
+    "gaussian_min_sigma": 0.5,
+    "prior_detach": False,
     "seg_dim": 256,
     "dilations": [1, 2, 4],
+    "mask_target": "area",
+    "init_prob": 0.1,
 }
 TINY = dict(
     DEFAULTS,
@@ -173,6 +193,12 @@ class LTS(RefSegModel):
         self.prior_weight = float(cfg["prior_weight"])
         self.gaussian_sigma = float(cfg["gaussian_sigma"])
         self.normalization = cfg["normalization"]
+        self.gaussian_min_sigma = float(cfg["gaussian_min_sigma"])
+        self.prior_detach = bool(cfg["prior_detach"])
+        self.prior_pool = int(cfg["prior_stride"]) // self.decoder_stride  # 1, 2 or 4
+        self.mask_target = cfg["mask_target"]
+        self.sentence_summary = cfg["sentence_summary"]
+        self.levels = [int(v) - 3 for v in cfg["levels"]]  # indices into the backbone's (v3, v4, v5)
         if cfg["backbone"] == "darknet53":
             self.backbone = DarkNet53(cfg["width"], cfg["depth"], cfg["leaky_slope"])
         else:
@@ -180,17 +206,19 @@ class LTS(RefSegModel):
         self.text = GRUTextEncoder(
             len(vocab), cfg["embed_dim"], cfg["gru_hidden"], cfg["gru_layers"], cfg["text_dropout"]
         )
-        dim, tdim = int(cfg["dim"]), self.text.out_dim
-        self.fusion = Fusion(self.backbone.out_channels, tdim, dim)
+        dim, tdim, coords, p0 = int(cfg["dim"]), self.text.out_dim, bool(cfg["coords"]), cfg["init_prob"]
+        channels = [self.backbone.out_channels[i] for i in self.levels]
+        self.fusion = Fusion(channels, tdim, dim, cfg["fusion_op"], coords)
         if not self.use_prior:
             self.locator = None
         elif cfg["interaction"] == "transformer":
             self.locator = TransformerLocate(
-                dim, tdim, int(cfg["heads"]), int(cfg["prior_layers"]), int(cfg["ffn_dim"])
+                dim, tdim, int(cfg["heads"]), int(cfg["prior_layers"]), int(cfg["ffn_dim"]), coords, p0
             )
         else:
-            self.locator = FilterLocate(dim, tdim, int(cfg["filters"]), int(cfg["filter_dim"]))
-        self.segment = SegmentHead(dim + (1 if self.use_prior else 0), int(cfg["seg_dim"]), cfg["dilations"])
+            self.locator = FilterLocate(dim, tdim, int(cfg["filters"]), int(cfg["filter_dim"]), coords, p0)
+        c_in = dim + (1 if self.use_prior else 0)
+        self.segment = SegmentHead(c_in, int(cfg["seg_dim"]), cfg["dilations"], p0)
 
     # -- shared path ---------------------------------------------------------------------------------
     def _check(self, images: torch.Tensor, tokens: torch.Tensor) -> None:
@@ -211,24 +239,28 @@ class LTS(RefSegModel):
     ) -> dict:
         """The model's intermediates by name (the keys of :class:`refseg_core.models.base.RefSegModel`).
 
-        ``fused`` (B, D, H/8, W/8): the cross-modal map F (Sec. 3.1); ``prior_logits`` (B, 1, H/8, W/8):
-        the position prior P (Sec. 3.2; None when ``use_prior=False``); ``decoder`` (B, D+1, H/8, W/8):
-        what the segment head reads, ``[F; sigmoid(P)]`` (F alone without the prior), at
-        ``decoder_stride`` = 8; ``word_attention`` (B, L, H/8, W/8): the transformer locate module's last
-        pixel->word weights, averaged over heads (None for filtering, without the prior, or unless
-        ``return_attention``); ``logits`` (B, 1, H/4, W/4): the mask (Sec. 3.3).
+        ``fused`` (B, D, H/8, W/8): the cross-modal map F (fuse); ``prior_logits`` (B, 1, H/s, W/s) with
+        s = ``prior_stride`` (8 by default): the position prior P (locate; None when ``use_prior=False``);
+        ``decoder`` (B, D+1, H/8, W/8): what the segment head reads, ``[F; sigmoid(P)]`` (F alone without
+        the prior), at ``decoder_stride`` = 8; ``word_attention`` (B, L, H/s, W/s): the transformer locate
+        module's last pixel->word weights, averaged over heads (None for filtering, without the prior, or
+        unless ``return_attention``); ``logits`` (B, 1, H/4, W/4): the mask (segment).
         """
         self._check(images, tokens)
         feats = self.backbone(images)
+        feats = [feats[i] for i in self.levels]  # V3 (stride 8) first
         words, sentence, valid = self.text(tokens)  # valid (B, L): True at real words
+        if self.sentence_summary == "mean":
+            sentence = (words * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
         fused = self.fusion(feats, sentence)  # (B, D, H/8, W/8)
         prior = attention = None
         x = fused
         if self.locator is not None:
+            grid = F.avg_pool2d(fused, self.prior_pool) if self.prior_pool > 1 else fused
             prior, attention = self.locator(
-                fused, words, valid, sentence, return_attention
-            )  # (B, 1, H/8, W/8)
-            p = torch.sigmoid(prior)
+                grid, words, valid, sentence, return_attention
+            )  # (B, 1, H/prior_stride, W/prior_stride)
+            p = torch.sigmoid(prior.detach() if self.prior_detach else prior)
             if p.shape[-2:] != fused.shape[-2:]:
                 p = F.interpolate(p, size=fused.shape[-2:], mode="bilinear", align_corners=False)
             x = torch.cat([fused, p], dim=1)
@@ -247,11 +279,17 @@ class LTS(RefSegModel):
     def prior_targets(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The prior's training target ``(B, 1, h, w)`` for ``masks (B, 1, H, W)`` (``prior_target``)."""
         if self.prior_target == "gaussian":
-            return prior_target_gaussian(masks, size, self.gaussian_sigma)
+            return prior_target_gaussian(masks, size, self.gaussian_sigma, self.gaussian_min_sigma)
+        return prior_target_mask(masks, size)
+
+    def mask_targets(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The mask's training target ``(B, 1, H/4, W/4)`` for ``masks (B, 1, H, W)`` (``mask_target``)."""
+        if self.mask_target == "nearest":
+            return F.interpolate(masks, size=size, mode="nearest")
         return prior_target_mask(masks, size)
 
     def loss(self, images: torch.Tensor, tokens: torch.Tensor, masks: torch.Tensor) -> dict:
-        """``loss = BCE(logits, mask at H/4) + prior_weight * BCE(prior, prior target)``.
+        """``loss = BCE(logits, mask target at H/4) + prior_weight * BCE(prior, prior target)``.
 
         ``masks``: ``(B, 1, H, W)`` (or ``(B, H, W)``) in [0, 1] at input resolution. Returns
         ``dict(loss, logits, mask_bce, prior_bce)``; ``prior_bce`` is 0 when ``use_prior=False``.
@@ -272,7 +310,7 @@ class LTS(RefSegModel):
             raise ValueError("masks must hold values in [0, 1]")
         out = self.forward_features(images, tokens, return_attention=False)
         logits = out["logits"]
-        mask_bce = F.binary_cross_entropy_with_logits(logits, prior_target_mask(masks, logits.shape[-2:]))
+        mask_bce = F.binary_cross_entropy_with_logits(logits, self.mask_targets(masks, logits.shape[-2:]))
         if out["prior_logits"] is None:
             prior_bce = logits.new_zeros(())
         else:
@@ -327,9 +365,24 @@ def build_lts(name: str, defaults: dict, **overrides) -> LTS:
         ("interaction", INTERACTIONS),
         ("prior_target", PRIOR_TARGETS),
         ("backbone", BACKBONES),
+        ("fusion_op", FUSION_OPS),
+        ("mask_target", MASK_TARGETS),
+        ("sentence_summary", SENTENCE_SUMMARIES),
+        ("prior_stride", PRIOR_STRIDES),
     ):
         if cfg[key] not in allowed:
             raise ValueError(f"{name}: {key}={cfg[key]!r} is not one of {allowed}")
+    levels = [int(v) for v in cfg["levels"]]
+    if 3 not in levels or sorted(set(levels)) != levels or not set(levels) <= {3, 4, 5}:
+        raise ValueError(
+            f"{name}: levels={cfg['levels']!r} must be increasing backbone levels from 3, 4, 5 holding 3 "
+            "(the stride-8 grid the segment head reads)"
+        )
+    cfg["levels"] = levels
+    if not 0.0 < float(cfg["init_prob"]) < 1.0:
+        raise ValueError(f"{name}: init_prob must lie strictly between 0 and 1, got {cfg['init_prob']}")
+    if float(cfg["gaussian_min_sigma"]) <= 0:
+        raise ValueError(f"{name}: gaussian_min_sigma must be > 0, got {cfg['gaussian_min_sigma']}")
     if float(cfg["prior_weight"]) < 0:
         raise ValueError(f"{name}: prior_weight must be >= 0, got {cfg['prior_weight']}")
     for key in ("dim", "seg_dim", "embed_dim", "gru_hidden", "heads", "filters", "filter_dim", "ffn_dim"):

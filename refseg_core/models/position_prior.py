@@ -1,10 +1,16 @@
-"""LTS, Sec. 3.2: *locate* — the position prior. A cross-modal interaction module ("e.g. filtering and
-transformer", the paper's Fig. 2 caption) turns the fused map into one channel of logits, the prior
-``P (B, 1, h, w)`` at stride 8, supervised by a target made from the mask (:func:`prior_target_mask`,
-:func:`prior_target_gaussian`: how the paper supervises the prior is not known; both are offered).
+"""LTS, step 2 (paper abstract and Fig. 2): *locate* — the position prior. The paper: a cross-modal
+interaction module ("e.g. filtering and transformer", its Fig. 2 caption) turns the cross-modal features
+into an object position prior. The two modules below are this book's designs of those two interactions;
+each turns the fused map into one channel of logits, the prior ``P (B, 1, h, w)`` (stride 8 by default),
+supervised by a target made from the mask (:func:`prior_target_mask`, :func:`prior_target_gaussian`: how
+the paper supervises the prior is not known; both are offered).
 
 * :class:`TransformerLocate`: pre-norm layers of pixel self-attention and pixel-to-word cross-attention;
 * :class:`FilterLocate`: the sentence generates K dynamic 1x1 kernels that filter the fused map.
+
+The paper also claims the prior makes the model interpretable (shown by visualisation). :func:`peak_cells`
+and :func:`peak_in_target` turn that into a number: how often the prior's highest cell lies inside the
+referred object; :func:`chance_in_target` is what a cell drawn at random scores.
 """
 
 from __future__ import annotations
@@ -15,7 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from refseg_core.models.layers import MultiHeadAttention, add_coords, conv_bn_relu, init_prob_bias
+from refseg_core.models.layers import (
+    INIT_PROB,
+    MultiHeadAttention,
+    add_coords,
+    conv_bn_relu,
+    init_prob_bias,
+)
 
 
 class InteractionLayer(nn.Module):
@@ -39,20 +51,33 @@ class InteractionLayer(nn.Module):
 
 
 class TransformerLocate(nn.Module):
-    """Transformer interaction (Sec. 3.2): ``fused (B, D, h, w), words (B, L, T) -> prior logits
-    (B, 1, h, w)`` (and, on request, word attention ``(B, L, h, w)`` of the last layer)."""
+    """Transformer interaction: ``fused (B, D, h, w), words (B, L, T) -> prior logits (B, 1, h, w)``
+    (and, on request, word attention ``(B, L, h, w)`` of the last layer). ``coords``: append xy channels
+    before the pixels become tokens (attention itself has no notion of position); ``init_prob``: the
+    prior's starting probability (:func:`~refseg_core.models.layers.init_prob_bias`)."""
 
-    def __init__(self, dim: int, text_dim: int, heads: int, layers: int, ffn_dim: int):
+    def __init__(
+        self,
+        dim: int,
+        text_dim: int,
+        heads: int,
+        layers: int,
+        ffn_dim: int,
+        coords: bool = True,
+        init_prob: float = INIT_PROB,
+    ):
         super().__init__()
-        self.inp = nn.Conv2d(dim + 2, dim, 1)  # xy channels again: attention itself has no position
+        self.coords = bool(coords)
+        self.inp = nn.Conv2d(dim + (2 if self.coords else 0), dim, 1)
         self.txt = nn.Linear(text_dim, dim)
         self.layers = nn.ModuleList(InteractionLayer(dim, heads, ffn_dim) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
-        self.out = init_prob_bias(nn.Linear(dim, 1))
+        self.out = init_prob_bias(nn.Linear(dim, 1), init_prob)
 
     def forward(self, fused, words, valid, sentence, need_weights: bool = False):
         b, _, h, w = fused.shape
-        x = self.inp(add_coords(fused)).flatten(2).transpose(1, 2)  # (B, hw, D)
+        x = add_coords(fused) if self.coords else fused
+        x = self.inp(x).flatten(2).transpose(1, 2)  # (B, hw, D)
         t = self.txt(words)
         weights = None
         for i, layer in enumerate(self.layers):
@@ -64,24 +89,33 @@ class TransformerLocate(nn.Module):
 
 
 class FilterLocate(nn.Module):
-    """Filtering interaction (Sec. 3.2): the sentence generates ``K`` 1x1 kernels (+ bias) that filter
-    a projected fused map; a 3x3 conv mixes the K responses into the prior.
-    ``fused (B, D, h, w), sentence (B, T) -> prior logits (B, 1, h, w)``."""
+    """Filtering interaction: the sentence generates ``K`` 1x1 kernels (+ bias) that filter a projected
+    fused map; a 3x3 conv mixes the K responses into the prior.
+    ``fused (B, D, h, w), sentence (B, T) -> prior logits (B, 1, h, w)``; ``coords`` and ``init_prob`` as
+    in :class:`TransformerLocate`."""
 
-    def __init__(self, dim: int, text_dim: int, filters: int, filter_dim: int):
+    def __init__(
+        self,
+        dim: int,
+        text_dim: int,
+        filters: int,
+        filter_dim: int,
+        coords: bool = True,
+        init_prob: float = INIT_PROB,
+    ):
         super().__init__()
-        self.filters, self.filter_dim = filters, filter_dim
-        self.inp = conv_bn_relu(dim + 2, filter_dim, 1)
+        self.filters, self.filter_dim, self.coords = filters, filter_dim, bool(coords)
+        self.inp = conv_bn_relu(dim + (2 if self.coords else 0), filter_dim, 1)
         self.gen = nn.Linear(text_dim, filters * (filter_dim + 1))
         self.post = nn.Sequential(
             nn.BatchNorm2d(filters),
             nn.ReLU(inplace=True),
             conv_bn_relu(filters, filters, 3),
-            init_prob_bias(nn.Conv2d(filters, 1, 1)),
+            init_prob_bias(nn.Conv2d(filters, 1, 1), init_prob),
         )
 
     def forward(self, fused, words, valid, sentence, need_weights: bool = False):
-        v = self.inp(add_coords(fused))  # (B, C, h, w)
+        v = self.inp(add_coords(fused) if self.coords else fused)  # (B, C, h, w)
         kernels = self.gen(sentence).view(-1, self.filters, self.filter_dim + 1)
         # Per-sample 1x1 convolution; 1/sqrt(C) keeps responses O(1) whatever the width.
         r = torch.einsum("bkc,bchw->bkhw", kernels[..., :-1], v) / math.sqrt(self.filter_dim)
@@ -128,3 +162,48 @@ def prior_target_gaussian(
     g = torch.exp(-0.5 * (dy[:, :, None] + dx[:, None, :]))
     g = torch.where(total[:, None, None] > 0, g, torch.zeros_like(g))
     return g[:, None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Is the prior interpretable? Where its peak falls.
+# ---------------------------------------------------------------------------------------------------
+def peak_cells(prior: torch.Tensor) -> torch.Tensor:
+    """``prior (B, 1, h, w)`` (logits or probabilities) -> ``(B, 2)`` long: the ``(row, col)`` of each
+    map's highest cell (the first one in row-major order on a tie)."""
+    if prior.dim() != 4 or prior.shape[1] != 1:
+        raise ValueError(f"prior must be (B, 1, h, w), got shape {tuple(prior.shape)}")
+    w = prior.shape[-1]
+    flat = prior.flatten(1).argmax(1)
+    return torch.stack([flat // w, flat % w], dim=1)
+
+
+def _cell_centre_pixels(rows, cols, size, big):
+    """Pixel (row, col) of the centre of prior cells ``(rows, cols)`` on a ``size`` grid over ``big``."""
+    (h, w), (big_h, big_w) = size, big
+    py = ((rows.double() + 0.5) * big_h / h).floor().long().clamp(0, big_h - 1)
+    px = ((cols.double() + 0.5) * big_w / w).floor().long().clamp(0, big_w - 1)
+    return py, px
+
+
+def peak_in_target(prior: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Whether the prior's peak falls inside the target: ``prior (B, 1, h, w)``, ``masks (B, 1, H, W)``
+    in [0, 1] at input resolution -> ``(B,)`` bool, True where the input pixel at the centre of the
+    prior's highest cell belongs to the mask (value > 0.5). The interpretability check of the paper's
+    claim: a prior that locates the referent puts its peak on it."""
+    if masks.dim() != 4 or masks.shape[0] != prior.shape[0]:
+        raise ValueError(
+            f"masks must be (B, 1, H, W) with B = {prior.shape[0]}, got shape {tuple(masks.shape)}"
+        )
+    cells = peak_cells(prior)
+    py, px = _cell_centre_pixels(cells[:, 0], cells[:, 1], prior.shape[-2:], masks.shape[-2:])
+    return masks[torch.arange(len(masks)), 0, py, px] > 0.5
+
+
+def chance_in_target(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """What a peak drawn uniformly at random among the ``size`` grid's cells scores: ``masks (B, 1, H, W)``
+    -> ``(B,)`` float, the fraction of cell centres inside each mask (the expected :func:`peak_in_target`
+    of a prior that knows nothing)."""
+    h, w = size
+    rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    py, px = _cell_centre_pixels(rows.flatten(), cols.flatten(), size, masks.shape[-2:])
+    return (masks[:, 0][:, py, px] > 0.5).float().mean(1)
