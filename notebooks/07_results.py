@@ -149,8 +149,8 @@ else:
 #
 # ## Exercises
 #
-# 1. Run `python -m refseg_core gather <runs>` in a terminal, with `<runs>` the folder this page
-#    printed for the smoke runs. What does it write besides the table it prints?
+# 1. Run `python -m refseg_core gather ~/refseg-book/runs` in a terminal (the runs folder of the
+#    book's smoke runs). What does it write besides the table it prints?
 #
 # ```{dropdown} Solution
 # It writes `results.md` (the same Markdown table) and `results.json` (every row with its metrics, its
@@ -181,7 +181,7 @@ else:
 # ````
 #
 # 3. Score the smoke CRIS run on its testA split,
-#    `python -m refseg_core evaluate --checkpoint <runs>/smoke_cris/last.pt --split testA`, and execute
+#    `python -m refseg_core evaluate --checkpoint ~/refseg-book/runs/smoke_cris/last.pt --split testA`, and execute
 #    this chapter again. Which table gains a row, and why has that row no paper number?
 #
 # ```{dropdown} Solution

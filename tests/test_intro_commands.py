@@ -15,7 +15,9 @@ import nbformat
 import pytest
 import yaml
 from _tools import load_tool
-from test_readme_commands import QUICK, _run
+from test_readme_commands import _run
+
+QUICK = " --set epochs=1 --set max_train_items=32 --set max_eval_items=16"  # size overrides only
 
 ROOT = Path(__file__).resolve().parents[1]
 INTRO = ROOT / "book" / "intro.md"

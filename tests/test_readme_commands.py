@@ -85,6 +85,7 @@ def chapter_commands() -> list[tuple[str, str]]:
         lines = _commands("\n".join(re.findall(r"```bash\n(.*?)```", markdown, re.S)))
         if "## Exercises" in markdown:
             exercises = " ".join(markdown.split("## Exercises", 1)[1].split())
+            exercises = re.sub(r"```\S*", " ", exercises)  # dropdown fences are not inline code
             lines += [c.strip() for c in re.findall(r"`([^`]+)`", exercises) if c.strip().startswith(KINDS)]
         out += [(nb.stem, ln) for ln in lines]
     return out
