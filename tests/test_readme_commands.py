@@ -268,7 +268,10 @@ def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
                 if "dry_run True" in line:
                     assert "dry_run:" in printed and "training " not in printed
                 elif "05_training" in line:  # both models trained, on the stand-in data
-                    assert "training cris_tiny" in printed and "training lts_tiny" in printed
+                    assert "CRIS run: cris_tiny" in printed and "LTS run: lts_tiny" in printed
+                    runs = here / "refseg-book" / "runs"
+                    assert (runs / "cris_r50_refcoco" / "last.pt").is_file(), printed[-2000:]
+                    assert (runs / "lts_refcoco" / "last.pt").is_file(), printed[-2000:]
                 else:  # chapter 1 lists the files of the flavour it was pointed at, generated here
                     flavour = "refcoco+" if "refcoco+" in line else "refcoco"
                     assert f"{flavour}/instances.json" in printed
