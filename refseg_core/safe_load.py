@@ -2,7 +2,7 @@
 
 A file that is corrupt, truncated, not a PyTorch file, or that holds objects other than tensors and plain
 containers (pickled code) is refused with one sentence naming it. PyTorch's own message for the last case
-advises re-running with ``weights_only=False``, which would execute whatever the file holds; that advice
+advises turning the weights-only restriction off, which would execute whatever the file holds; that advice
 is never passed on (:func:`describe_load_error` keeps only the reason).
 """
 
@@ -17,7 +17,8 @@ import torch
 
 
 def describe_load_error(exc: BaseException) -> str:
-    """The reason ``torch.load`` failed, in a few words, without PyTorch's ``weights_only=False`` advice."""
+    """The reason ``torch.load`` failed, in a few words, without PyTorch's advice to lift the weights-only
+    restriction."""
     text = str(exc)
     if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
         detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""

@@ -274,7 +274,7 @@ def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
                     assert (runs / "lts_refcoco" / "last.pt").is_file(), printed[-2000:]
                 else:  # chapter 1 lists the files of the flavour it was pointed at, generated here
                     flavour = "refcoco+" if "refcoco+" in line else "refcoco"
-                    assert f"{flavour}/instances.json" in printed
+                    assert "instances.json" in printed and f"{flavour}" in printed
             else:
                 out = _run(cmd, here / "work", here, data_env).stdout
                 if words[:4] == ["python", "-m", "refseg_core", "data"]:
