@@ -18,6 +18,7 @@ re-exported here:
 :mod:`refseg_core.engine.runlog`              ``RunLog`` (``log.csv``, TensorBoard)
 :mod:`refseg_core.io`                  atomic writes (``atomic_path``, ``write_json``)
 :mod:`refseg_core.engine.checkpoint`          checkpoint files, RNG state, rebuilding a model
+:mod:`refseg_core.engine.selection`           ``best.pt``: the official best-epoch selection, ``pick_checkpoint``
 =====================================  ==========================================================
 
 Recipe defaults follow CRIS (Wang et al., CVPR 2022, Sec. 4.1; official CRIS.pytorch
