@@ -9,16 +9,29 @@ with ``error`` or ``skipped``, and the next part still runs), and every row is w
 
 1. ``official``: our CRIS-R50 train step at 416 px, batch 32, bf16 + channels_last, against the official
    CRIS (same weights, its own recipe: fp16 autocast + GradScaler, ``nn.MultiheadAttention``, NCHW),
-   timed in interleaved rounds in one process: images/s, ratio, peak memory, MFU from counted FLOPs;
+   timed in interleaved rounds in one process: images/s, ratio, peak memory, MFU from counted FLOPs; in
+   the same rounds, our step with the paper-cell configuration's own settings (``cris_r50_refcoco``:
+   fp16 + GradScaler, NCHW, eager), a ``train_step_paper_cell`` row beside the bf16 / channels_last (and,
+   part 6, compiled) opt-ins;
 2. ``lts``: LTS at 416 px, batch 32, bf16 + channels_last: images/s, peak memory, MFU;
 3. ``training``: a real run of ``refseg_core.engine.train``: CRIS-R50 from random weights on the synthetic
    set at 416 px for a fixed number of epochs (one epoch of ~10k refs: ~90 s on an H200), its loss curve,
    val mIoU and the language-blind baselines (it must beat the largest-object one). A time guard far
    above that is a loud failure: a run it stops reports no validation score;
-4. ``eval_data``: evaluation throughput (sentences/s, the official post-processing at the original size)
+4. ``recipe``: ``cris_r50`` trained with the paper-cell configuration's own recipe (``cris_r50_refcoco``:
+   fp16 + GradScaler, NCHW, Adam 1e-4 with the backbone at x0.1 and the official epoch-1 quirk, no
+   warm-up, no Dice term, ``select_best``) on the synthetic set at 416 px for a fixed number of epochs
+   (``recipe_epochs``, each of ``recipe_items`` refs; never stopped by a clock: the guard is a loud
+   failure), random weights (no OpenAI download on the device); then ``python -m refseg_core evaluate``
+   scores the run folder (so ``best.pt``, the official choice) on every split, every sentence, next to
+   the language-blind baselines of each split;
+5. ``eval_data``: evaluation throughput (sentences/s, the official post-processing at the original size)
    and the data loader at 416 px with 8 workers against the train-step rate of part 1;
-5. ``compile``: part 1 again with ``torch.compile`` on our side, its compile time reported separately
+6. ``compile``: part 1 again with ``torch.compile`` on our side, its compile time reported separately
    (last, so that a slow compiler cannot starve the other parts).
+
+The default budget (360 s) covers parts 1-3 and 5-6 on an H200; parts 1 and 4 alone (issue 23's rows)
+take about 4 minutes: ``make gpu-check GPU_CHECK_ARGS="--only official,recipe --budget-s 330"``.
 
 ``--tiny`` shrinks every size (64 px, batch 2, a few steps) for the CPU dry run; its numbers mean nothing.
 A summary table is printed at the end. Without CUDA the check refuses to run unless ``--device cpu`` is
@@ -53,6 +66,10 @@ FULL = dict(
     train_images=4000,
     train_image_size=256,
     train_epochs=1,  # fixed: one epoch took ~90 s on an H200 (2026-11-28)
+    recipe_model="cris_r50",
+    recipe_epochs=3,  # fixed: 3 x 80 steps of batch 32 at fp16, estimated ~2 minutes with validation
+    recipe_items=2560,
+    recipe_val_items=1000,
     eval_sentences=3000,
     eval_image_size=480,
     eval_batch=64,
@@ -67,6 +84,13 @@ TINY = dict(
     train_images=8,
     train_image_size=64,
     train_epochs=1,
+    recipe_model="cris_tiny",  # the CPU dry run exercises the code path, not the model
+    # fp16 autocast on a CPU takes ~10x a bf16 step (no fp16 kernels): the dry run times the paper-cell row
+    # in fp32 (its row says so); the fp16 + GradScaler path runs in the dry run's recipe part
+    paper_cell_precision="fp32",
+    recipe_epochs=2,
+    recipe_items=4,
+    recipe_val_items=4,
     eval_sentences=16,
     eval_image_size=64,
     eval_batch=4,
@@ -74,7 +98,8 @@ TINY = dict(
     loader_batches=2,
 )
 # Seconds each part needs on an H200 at FULL sizes (estimates; a part is skipped when less remains).
-ESTIMATE_S = dict(official=60, lts=15, training=150, eval_data=40, compile=90)
+ESTIMATE_S = dict(official=80, lts=15, training=150, recipe=150, eval_data=40, compile=90)
+PAPER_CELL = "cris_r50_refcoco"  # the configuration whose own recipe parts 1 and 4 run
 
 
 @dataclass
@@ -149,8 +174,30 @@ def _official_precision(device: torch.device) -> str:
     return official_recipe(device)
 
 
+def _paper_cell_step(ours, batch: dict, device: torch.device, precision: str | None = None):
+    """``(BenchConfig, step closure, model)``: our train step with the paper-cell configuration's own
+    speed settings (precision, channels_last, compile of :data:`PAPER_CELL`) on a copy of ``ours`` (the
+    same weights; the copy keeps its own memory format and optimiser)."""
+    import copy
+
+    from refseg_core.config import load_config
+
+    pc = load_config(PAPER_CELL)
+    cfg = BenchConfig(precision or pc.precision, channels_last=pc.channels_last, compile=pc.compile)
+    model = copy.deepcopy(ours)
+    paper_batch = _set_memory_format(model, batch, cfg.channels_last)
+    return cfg, train_step_fn(model, paper_batch, cfg, device), model
+
+
+def _config_precision() -> str:
+    from refseg_core.config import load_config
+
+    return load_config(PAPER_CELL).precision
+
+
 def part_official(check: Check, compiled: bool = False) -> None:
-    """Part 1 (and 5 with ``compiled``): our train step against the official one, interleaved."""
+    """Part 1 (and 6 with ``compiled``): our train step against the official one, interleaved; part 1 also
+    times the paper-cell configuration's own settings in the same rounds."""
     from benchmarks.official_cris import official_step_fn
 
     s, dev = check.sizes, check.device
@@ -158,17 +205,23 @@ def part_official(check: Check, compiled: bool = False) -> None:
     ours, official = _pair(check)
     batch = make_batch(ours, s["batch"], s["size"], dev)
     cfg = BenchConfig("bf16", channels_last=True, compile=compiled)
+    paper = (  # before ours goes channels_last
+        None if compiled else _paper_cell_step(ours, batch, dev, s.get("paper_cell_precision"))
+    )
     ours_batch = _set_memory_format(ours, batch, True)
     off_prec = _official_precision(dev)
     fns = {"ours": train_step_fn(ours, ours_batch, cfg, dev)}
     if official is not None:
         fns["official"] = official_step_fn(official, batch, off_prec, dev)
+    if paper is not None:
+        fns["paper_cell"] = paper[1]
     t0 = time.perf_counter()
     fns["ours"]()  # first call: Adam state, allocator growth, and with compile the compilation
     sync(dev)
     first_call_s = time.perf_counter() - t0
-    if official is not None:
-        fns["official"]()
+    for name in ("official", "paper_cell"):
+        if name in fns:
+            fns[name]()  # the same first call, untimed
     peaks = {k: _peak(fn, dev) for k, fn in fns.items()}
     times = interleaved(fns, dev, s["rounds"], s["steps_per_round"], deadline=lambda: check.remaining() < 30)
     if "flops" not in check.shared:
@@ -178,6 +231,30 @@ def part_official(check: Check, compiled: bool = False) -> None:
     ips.setdefault("official", None)
     times.setdefault("official", [])
     peaks.setdefault("official", None)
+    paper_row = None
+    if paper is not None:
+        pcfg = paper[0]
+        peak_paper = (
+            peak_tflops(torch.cuda.get_device_name(dev), pcfg.precision)[0] if dev.type == "cuda" else None
+        )
+        paper_row = dict(
+            model="cris_r50",
+            config=PAPER_CELL,
+            input_size=s["size"],
+            batch=s["batch"],
+            precision=pcfg.precision,
+            config_precision=_config_precision(),
+            channels_last=pcfg.channels_last,
+            compile=pcfg.compile,
+            step="engine train_step + backward_step (autocast, GradScaler for fp16, Adam)",
+            images_per_s=round(ips["paper_cell"], 2),
+            round_s=[round(t, 5) for t in times["paper_cell"]],
+            peak_mem_mib=peaks["paper_cell"],
+            relative_to_bf16_channels_last=round(ips["paper_cell"] / ips["ours"], 3),
+            relative_to_official=round(ips["paper_cell"] / ips["official"], 3) if ips["official"] else None,
+            mfu=mfu(flops, ips["paper_cell"], peak_paper),
+            note="timed in the same interleaved rounds as the train_step_vs_official row (a model copy, NCHW)",
+        )
     peak_bf16 = peak_tflops(torch.cuda.get_device_name(dev), "bf16")[0] if dev.type == "cuda" else None
     peak_off = peak_tflops(torch.cuda.get_device_name(dev), off_prec)[0] if dev.type == "cuda" else None
     check.shared.setdefault("train_ips", ips["ours"])
@@ -199,13 +276,17 @@ def part_official(check: Check, compiled: bool = False) -> None:
         official_round_s=[round(t, 5) for t in times["official"]],
         ours_peak_mem_mib=peaks["ours"],
         official_peak_mem_mib=peaks["official"],
-        peak_mem_note="max allocated during one step, both models and both optimisers resident",
+        peak_mem_note="max allocated during one step, every model of the rounds and its optimiser resident",
         first_call_s=round(first_call_s, 2),
         **({"compile_s": round(first_call_s, 2)} if compiled else {}),
         flops_per_image=flops,
         ours_mfu=mfu(flops, ips["ours"], peak_bf16),
         official_mfu=mfu(flops, ips["official"], peak_off),
     )
+    if paper_row is not None:
+        check.add(part, "train_step_paper_cell", **paper_row)
+        paper[2].zero_grad(set_to_none=True)
+        del paper, fns
     ours.zero_grad(set_to_none=True)
     if official is not None:
         official.zero_grad(set_to_none=True)
@@ -322,8 +403,126 @@ def part_training(check: Check) -> None:
     )
 
 
+def part_recipe(check: Check) -> None:
+    """Part 4: ``cris_r50`` with the paper-cell configuration's own recipe and best-epoch selection, then
+    ``evaluate`` on the run folder (``best.pt``) for every split."""
+    import contextlib
+    import io
+    import json
+
+    from refseg_core import engine
+    from refseg_core.__main__ import main as cli
+    from refseg_core.config import load_config
+    from refseg_core.data.refer import Refer
+    from refseg_core.data.synthetic import ensure_synthetic
+
+    s, work = check.sizes, check.out / "_work"
+    t_data = time.time()  # part 3's data when it ran (same manifest), else generated here
+    ensure_synthetic(
+        work / "train_data", "refcoco", 0, s["train_images"], s["train_image_size"], num_workers=s["workers"]
+    )
+    data_s = time.time() - t_data
+    guard = max(30.0, check.remaining() - 60)  # a loud failure only, never a result
+    deviations = {  # what differs from the paper cell, each for a reason of this check
+        "model": s["recipe_model"],
+        "pretrained": None,  # no OpenAI weights on the device: random init
+        "synthetic": True,
+        "data_root": str(work / "train_data"),
+        "synthetic_num_images": s["train_images"],
+        "synthetic_image_size": s["train_image_size"],
+        "epochs": s["recipe_epochs"],  # fixed, far fewer than 50: the call's time
+        "max_train_items": s["recipe_items"],
+        "max_eval_items": s["recipe_val_items"],  # validation during training (first sentences)
+        "batch_size": s["batch"],  # one GPU (the recipe's 64 is global over 8)
+        "num_workers": s["workers"],
+        "device": str(check.device),
+        "output_dir": str(work / "recipe_run"),
+        "tensorboard": False,
+        "log_every": 10 if s is FULL else 1,
+        "time_limit_s": guard,
+        **(
+            {} if s is FULL else {"input_size": s["size"]}
+        ),  # the dry run's tiny input (FULL: the config's 416)
+    }
+    cfg = load_config(PAPER_CELL, deviations)
+    result = engine.train(cfg, progress=True, overwrite=True)  # scratch run of this script
+    row = dict(
+        config=PAPER_CELL,
+        model=cfg.model,
+        input_size=cfg.input_size,
+        recipe={
+            k: getattr(cfg, k)
+            for k in (
+                "precision",
+                "channels_last",
+                "lr",
+                "backbone_lr_mult",
+                "official_lr_quirk",
+                "warmup_steps",
+                "dice_weight",
+                "milestones",
+                "sync_bn",
+                "select_best",
+                "val_first_sentence_only",
+            )
+        },
+        deviations={k: v for k, v in deviations.items() if k not in ("data_root", "output_dir", "device")},
+        train_time_s=round(result.train_time_s, 1),
+        data_generation_s=round(data_s, 1),
+        steps=max((h["step"] for h in result.history), default=None),
+        stopped_by_guard=result.stopped_early,
+        guard_s=round(guard),
+        val_mIoU_by_epoch=[
+            {"epoch": h["epoch"], "val_mIoU": h["val_mIoU"]} for h in result.history if "val_mIoU" in h
+        ],
+        best=result.best,
+        loss_curve=[
+            dict(step=h["step"], loss=round(h["loss"], 5)) for h in result.history if "val_mIoU" not in h
+        ],
+    )
+    if result.stopped_early:
+        check.add("recipe", "recipe_run", **row, error=f"the time guard ({round(guard)} s) stopped the run")
+        return
+    run = Path(cfg.output_dir)
+    refer = Refer(cfg.data_root, cfg.dataset, cfg.split_by)
+    splits = [sp for sp in ("val", "testA", "testB") if refer.split_refs(sp)]
+    argv = ["evaluate", "--checkpoint", str(run), "--set", "max_eval_items=null"]
+    for sp in splits:
+        argv += ["--split", sp]
+    buf = io.StringIO()
+    t0 = time.time()
+    with contextlib.redirect_stdout(buf):
+        rc = cli(argv)
+    said = buf.getvalue()
+    print(said, end="", flush=True)
+    if rc != 0:
+        check.add("recipe", "recipe_run", **row, error=f"evaluate exited {rc}")
+        return
+    scores = {}
+    for sp in splits:
+        e = json.loads((run / f"eval_{cfg.dataset}_{sp}.json").read_text())
+        base = engine.trivial_baselines(refer, sp)
+        scores[sp] = dict(
+            mIoU=e["mIoU"],
+            oIoU=e["oIoU"],
+            n=e["n"],
+            checkpoint=Path(e["meta"]["checkpoint"]).name,
+            checkpoint_epoch=e["meta"].get("checkpoint_epoch"),
+            baselines={k: v["mIoU"] for k, v in base.items()},
+        )
+    check.add(
+        "recipe",
+        "recipe_run",
+        **row,
+        evaluate_said=[ln for ln in said.splitlines() if ln.startswith("evaluate:")],
+        evaluate_s=round(time.time() - t0, 1),
+        scores=scores,
+        beats_largest_object={sp: v["mIoU"] > v["baselines"]["largest_object"] for sp, v in scores.items()},
+    )
+
+
 def part_eval_data(check: Check) -> None:
-    """Part 4: evaluation throughput and the data loader at 8 workers against the train-step rate."""
+    """Part 5: evaluation throughput and the data loader at 8 workers against the train-step rate."""
     from benchmarks.data_pipeline import loader_throughput
     from benchmarks.eval_throughput import eval_row
     from refseg_core.data.refer import Refer
@@ -362,6 +561,7 @@ PARTS = (
     ("official", part_official),
     ("lts", part_lts),
     ("training", part_training),
+    ("recipe", part_recipe),
     ("eval_data", part_eval_data),
     ("compile", lambda c: part_official(c, compiled=True)),
 )
@@ -414,6 +614,18 @@ def summary(rows: list[dict]) -> str:
             res = (
                 f"val mIoU {r['val_mIoU']:.3f} vs best baseline {r['best_baseline']} "
                 f"{r['baselines'].get(r['best_baseline'])}; {r['steps']} steps in {r['train_time_s']} s"
+            )
+        elif r["kind"] == "train_step_paper_cell":
+            res = (
+                f"{r['config']} ({r['precision']}, {'channels_last' if r['channels_last'] else 'NCHW'}): "
+                f"{r['images_per_s']} img/s = x{r['relative_to_bf16_channels_last']} bf16+channels_last"
+            )
+        elif r["kind"] == "recipe_run" and r.get("error"):
+            res = f"{r['error']}; {r['steps']} steps in {r['train_time_s']} s"
+        elif r["kind"] == "recipe_run":
+            res = f"best epoch {r['best']['epoch']} of {len(r['val_mIoU_by_epoch'])}; best.pt " + ", ".join(
+                f"{sp} {v['mIoU']:.3f} (largest object {v['baselines']['largest_object']:.3f})"
+                for sp, v in r["scores"].items()
             )
         elif r["kind"] == "evaluation":
             res = f"{r['sentences_per_s']} sentences/s ({r['sentences']} sentences)"

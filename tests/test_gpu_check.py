@@ -104,7 +104,7 @@ def test_cpu_dry_run_writes_rows_of_the_schema(tmp_path):
                 "--official-repo",
                 str(tmp_path / "none"),
                 "--only",
-                "official,lts,training,eval_data",
+                "official,lts,training,recipe,eval_data",
             ]
         )
         == 0
@@ -112,8 +112,10 @@ def test_cpu_dry_run_writes_rows_of_the_schema(tmp_path):
     rows = json.loads((tmp_path / "cpu_check.json").read_text())
     assert [r["kind"] for r in rows] == [
         "train_step_vs_official",
+        "train_step_paper_cell",
         "train_step",
         "training_run",
+        "recipe_run",
         "evaluation",
         "data_loader",
     ]
@@ -123,7 +125,27 @@ def test_cpu_dry_run_writes_rows_of_the_schema(tmp_path):
             and r["device_type"] == "cpu"
             and r["device"].startswith("CPU")
         )
-    official, _, training, _, loader = rows
+    official, paper, _, training, recipe, _, loader = rows
+    # the paper cell's own speed settings (cris_r50_refcoco: fp16, NCHW, eager), timed in the same rounds
+    assert (paper["config"], paper["config_precision"], paper["channels_last"], paper["compile"]) == (
+        "cris_r50_refcoco",
+        "fp16",
+        False,
+        False,
+    )
+    assert paper["precision"] == "fp32"  # the dry run only (fp16 on a CPU is ~10x slower): see TINY
+    assert gpu_check.FULL.get("paper_cell_precision") is None  # on the GPU: the configuration's fp16
+    assert paper["images_per_s"] > 0 and len(paper["round_s"]) == official["rounds"]
+    # the official recipe with best-epoch selection, best.pt scored on every split by `evaluate`
+    assert recipe["recipe"]["precision"] == "fp16" and recipe["recipe"]["select_best"] is True
+    assert recipe["recipe"]["official_lr_quirk"] is True and recipe["recipe"]["backbone_lr_mult"] == 0.1
+    assert [e["epoch"] for e in recipe["val_mIoU_by_epoch"]] == [1, 2] and not recipe["stopped_by_guard"]
+    assert set(recipe["scores"]) == {"val", "testA", "testB"}
+    assert all(
+        v["checkpoint"] == "best.pt" and v["checkpoint_epoch"] == recipe["best"]["epoch"]
+        for v in recipe["scores"].values()
+    )
+    assert any("scoring" in ln and "best.pt" in ln for ln in recipe["evaluate_said"])
     assert official["ours_images_per_s"] > 0 and official["official_images_per_s"] is None
     assert (
         "no --official-repo" in official["official_skipped"] or "segmenter.py" in official["official_skipped"]
