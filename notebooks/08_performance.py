@@ -178,7 +178,7 @@ short = {"inference_latency": "latency", "inference_throughput": "throughput"}
 for r in model_rows:
     r.update(config=config_label(r), load=load(r), what=short.get(r["kind"], r["kind"]))
     r["GFLOPs"] = r["flops_per_image"] / 1e9 if r.get("flops_per_image") else None
-speed = ["model", "what", "batch", "input_size", "config", "images_per_s", "latency_ms"]
+speed_columns = ["model", "what", "batch", "input_size", "config", "images_per_s", "latency_ms"]
 speed_headers = ["model", "kind", "batch", "px", "config", "img/s", "ms", "load"]
 memory = ["model", "what", "config", "peak_mem_mib", "peak_mem_kind", "GFLOPs", "mfu"]
 memory_headers = ["model", "kind", "config", "peak MiB", "peak of", "GFLOPs", "MFU"]
@@ -186,7 +186,7 @@ for device in devices:
     rows = [r for r in model_rows if r["device"] == device]
     rows.sort(key=lambda r: (r["model"], r["kind"]))
     show_markdown(f"**Measured on: {device}**")
-    show_markdown(markdown_table(rows, speed + ["load"], speed_headers))
+    show_markdown(markdown_table(rows, speed_columns + ["load"], speed_headers))
     show_markdown(markdown_table(rows, memory, memory_headers))
 errors = [r for r in rows_by_section["models"] if r.get("error")]
 if errors:
