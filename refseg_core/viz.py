@@ -129,7 +129,10 @@ def curves(
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_lines():
+        ax.legend(fontsize=8)
+    else:  # say so on the figure instead of drawing an empty legend
+        ax.text(0.5, 0.5, f"no values of {', '.join(keys)} in this run", ha="center", transform=ax.transAxes)
     return ax
 
 
