@@ -476,7 +476,7 @@ print(f"notebook ran in {time.time() - t_notebook:.0f} s")
 #    comparison of the prior variants with "no prior" leave the margin?
 #
 # ```{dropdown} Solution
-# Run the chapter with papermill: `papermill 03_lts.ipynb out.ipynb -p run_epochs 8` (8 is `smoke_lts`'s
+# Run the chapter with papermill: `papermill notebooks/03_lts.ipynb 03_lts_long.ipynb -p run_epochs 8` (8 is `smoke_lts`'s
 # `epochs`). The three runs then take about as long as the trained model above each. Read the verdict
 # lines under the ablation: a verdict only says "above" or "below" when the difference exceeds 2 points.
 # ```

@@ -743,7 +743,7 @@ show_markdown(
 # 5. Set `selection_split = "testA"`. How large is the optimism now, and why does it vary between runs?
 #
 # ```{dropdown} Solution
-# `papermill 04_cris.ipynb out.ipynb -p selection_split testA`. The optimism is the gap between the best
+# `papermill notebooks/04_cris.ipynb 04_cris_testA.ipynb -p selection_split testA`. The optimism is the gap between the best
 # of `run_epochs` noisy scores and the score of the epoch chosen on val: it depends on how much the
 # per-epoch scores fluctuate on that split, and on how many epochs there are to choose from.
 # ```
