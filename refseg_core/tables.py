@@ -42,7 +42,7 @@ def markdown_table(
     headers = list(headers or columns)
     if len(headers) != len(columns):
         raise ValueError(f"markdown_table: {len(headers)} headers for {len(columns)} columns")
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines = ["| " + " | ".join(cell(h, digits, missing) for h in headers) + " |", "|" + "---|" * len(headers)]
     for r in rows:
         cells = [r.get(c) for c in columns] if isinstance(r, Mapping) else list(r)
         if len(cells) != len(headers):

@@ -14,6 +14,8 @@ def test_markdown_table_formats_rows_and_refuses_ragged_ones():
     lines = md.splitlines()
     assert lines[0] == "| a | b | c |" and lines[1] == "|---|---|---|"
     assert lines[2] == "| 1 | 0.12 | – |" and lines[3] == "| x\\|y | – | 3 |"
+    # a pipe in a header would end its column: escaped like one in a cell
+    assert tables.markdown_table([[1]], headers=["max |d|"]).splitlines()[0] == "| max \\|d\\| |"
     with pytest.raises(ValueError, match="2 cells for 3 columns"):
         tables.markdown_table([[1, 2]], headers=["a", "b", "c"])
 
