@@ -112,8 +112,10 @@ def test_evaluate_choice_errors_are_one_sentence(selected_run, tmp_path, capsys)
     assert f"run folder {tmp_path} has no last.pt (it holds no checkpoint)" in err and "Traceback" not in err
 
 
-def test_paper_cells_select_the_best_epoch():
+def test_paper_cells_and_the_smoke_cris_run_select_the_best_epoch():
+    """Every paper cell follows the official protocol; so does smoke_cris, whose best.pt chapter 6 compares with
+    last.pt. smoke_lts keeps only last.pt."""
     from refseg_core import configs
 
     for name in configs.names():
-        assert load_config(name).select_best is (not name.startswith("smoke_")), name
+        assert load_config(name).select_best is (name != "smoke_lts"), name
