@@ -2,7 +2,7 @@
 parameters-cell logic (:func:`resolve_config`, with ``dry_run``), showing the package's own code
 (:func:`show_source`), showing Markdown (:func:`show_markdown`; tables come from
 :mod:`refseg_core.tables`), and reusing a finished run
-instead of training it again (:func:`trained_checkpoint`).
+instead of training it again (:func:`trained_checkpoint`, :func:`trained_run`).
 """
 
 from __future__ import annotations
@@ -87,22 +87,36 @@ def finished_run_matches(checkpoint: Path, cfg: TrainConfig) -> bool:
     )
 
 
+def _finished(cfg: TrainConfig, retrain: bool) -> Path | None:
+    """``output_dir/last.pt`` when it ends exactly the run ``cfg`` describes; None when there is none (or
+    ``retrain``). A folder holding a *different* run is never replaced silently: an error unless ``retrain``."""
+    ckpt = Path(cfg.output_dir) / "last.pt"
+    if not ckpt.is_file() or retrain:
+        return None
+    if finished_run_matches(ckpt, cfg):
+        print(f"reusing {ckpt} (a finished run of this configuration)")
+        return ckpt
+    raise ValueError(
+        f"{ckpt} holds a run of another configuration; set retrain = True to replace it, or "
+        "point output_dir elsewhere with overrides"
+    )
+
+
 def trained_checkpoint(cfg: TrainConfig, retrain: bool = False, progress: bool = True) -> Path:
     """The checkpoint of the finished run ``cfg`` describes: ``output_dir/last.pt`` when it already holds
-    exactly that run (another chapter, or an earlier execution, trained it), else trained now.
+    exactly that run (another chapter, or an earlier execution, trained it), else trained now."""
+    ckpt = _finished(cfg, retrain)
+    return ckpt if ckpt is not None else trained_run(cfg, retrain, progress).checkpoint
 
-    A folder holding a *different* run is never replaced silently: that is an error unless ``retrain``.
-    """
+
+def trained_run(cfg: TrainConfig, retrain: bool = False, progress: bool = True):
+    """The :class:`~refseg_core.engine.TrainResult` of the run ``cfg`` describes: read back from its folder
+    (:func:`refseg_core.engine.finished.read_run`) when it already holds exactly that finished run, else
+    trained now (``retrain`` replaces a folder that holds another run)."""
     from refseg_core import engine
+    from refseg_core.engine.finished import read_run
 
-    ckpt = Path(cfg.output_dir) / "last.pt"
-    if ckpt.is_file() and not retrain:
-        if finished_run_matches(ckpt, cfg):
-            print(f"reusing {ckpt} (a finished run of this configuration)")
-            return ckpt
-        raise ValueError(
-            f"{ckpt} holds a run of another configuration; set retrain = True to replace it, or "
-            "point output_dir elsewhere with overrides"
-        )
+    if _finished(cfg, retrain) is not None:
+        return read_run(cfg.output_dir, cfg)
     print(f"training {cfg.model} into {cfg.output_dir} (no finished run of this configuration there)")
-    return engine.train(cfg, progress=progress, overwrite=retrain).checkpoint
+    return engine.train(cfg, progress=progress, overwrite=retrain)

@@ -1,4 +1,4 @@
-"""The bar the book's smoke runs must clear (issue 18), in one place: chapter 5 prints the verdict and
+"""The bar the book's smoke runs must clear, in one place: chapter 5 prints the verdict and
 ``tests/test_smoke_learning.py`` fails CI when a run of ``make book`` misses its learning part.
 
 A smoke run *learned* when its validation mIoU reaches ``min_mIoU`` and beats the best language-blind
