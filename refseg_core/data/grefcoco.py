@@ -19,25 +19,17 @@ from refseg_core.io import atomic_path
 
 def fetch_into(folder: Path, entry: dict, cache_dir=None) -> dict:
     """Copy the files of ``entry`` (an ``hf_files`` source) into ``folder``; returns the source record."""
-    repo = hf.resolve(entry["repo"], entry.get("revision", "main"))
-    record = {}
-    for target, patterns in entry["files"].items():
-        hits = repo.match(patterns, target)
-        if len(hits) != 1:
+    got = hf.download_entry(entry, "{key}", cache_dir)
+    for target, paths in got.paths.items():
+        if len(paths) != 1:
+            hits = [got.names[p] for p in paths]
             raise DataError(
-                f"{len(hits)} files of {entry['repo']} match {patterns} for {target} ({hits}); name the one "
-                "to use in a REFSEG_DATA_SOURCES overlay of sources.yaml"
+                f"{len(paths)} files of {entry['repo']} match {entry['files'][target]} for {target} "
+                f"({hits}); name the one to use in a REFSEG_DATA_SOURCES overlay of sources.yaml"
             )
-        path, sha = hf.download(repo, hits[0], cache_dir)
         with atomic_path(folder / target) as tmp:
-            shutil.copyfile(path, tmp)
-        record[hits[0]] = {"sha256": sha, "size": path.stat().st_size}
-    return {
-        "address": repo.address,
-        "revision": repo.revision,
-        "resolved_revision": repo.sha,
-        "downloaded": record,
-    }
+            shutil.copyfile(paths[0], tmp)
+    return got.record
 
 
 __all__ = ["fetch_into"]

@@ -108,6 +108,38 @@ def download(repo: RepoFiles, filename: str, cache_dir: str | os.PathLike | None
         raise DataError(f"{exc}; the cached copy was removed") from exc
 
 
+@dataclass
+class Fetched:
+    """The files one ``sources.yaml`` entry named, downloaded: ``paths`` per key of ``entry["files"]``,
+    ``names`` (path -> ``<repo>/<file>``, for errors) and the manifest's ``record`` of the source."""
+
+    paths: dict[str, list[Path]]
+    names: dict[Path, str]
+    record: dict
+
+
+def download_entry(entry: dict, what: str, cache_dir: str | os.PathLike | None = None) -> Fetched:
+    """Resolve ``entry["repo"]`` at its revision and download every file matching each pattern list of
+    ``entry["files"]`` (``what`` names one in errors: "the {key} split"); the record holds the address,
+    the revision and its resolved commit, and each file's SHA-256 and size."""
+    repo = resolve(entry["repo"], entry.get("revision", "main"))
+    paths, names, downloaded = {}, {}, {}
+    for key, patterns in entry["files"].items():
+        paths[key] = []
+        for name in repo.match(patterns, what.format(key=key)):
+            path, sha = download(repo, name, cache_dir)
+            paths[key].append(path)
+            names[path] = f"{entry['repo']}/{name}"
+            downloaded[name] = {"sha256": sha, "size": path.stat().st_size}
+    record = {
+        "address": repo.address,
+        "revision": repo.revision,
+        "resolved_revision": repo.sha,
+        "downloaded": downloaded,
+    }
+    return Fetched(paths=paths, names=names, record=record)
+
+
 def check(path: Path, rec: dict, where: str) -> str:
     """Check ``path`` against the Hub's record (size, LFS SHA-256 or git blob id); returns its SHA-256."""
     size = path.stat().st_size

@@ -134,24 +134,10 @@ def convert(
 def fetch_into(folder: Path, entry: dict, cache_dir=None) -> dict:
     """Download the parquet files of ``entry`` (a ``hf_refs`` source) and write ``refs(<split_by>).p`` and
     ``instances.json`` into ``folder``; returns the source record for the manifest."""
-    repo = hf.resolve(entry["repo"], entry.get("revision", "main"))
-    files, names, record = {}, {}, {}
-    for hf_split, patterns in entry["files"].items():
-        files[hf_split] = []
-        for name in repo.match(patterns, f"the {hf_split} split"):
-            path, sha = hf.download(repo, name, cache_dir)
-            files[hf_split].append(path)
-            names[path] = f"{entry['repo']}/{name}"
-            record[name] = {"sha256": sha, "size": path.stat().st_size}
-    refs, instances = convert(files, entry["splits"], names)
-    layout.write_refs(folder / layout.refs_file(entry["split_by"]), refs)
-    layout.write_instances(folder / "instances.json", instances)
-    return {
-        "address": repo.address,
-        "revision": repo.revision,
-        "resolved_revision": repo.sha,
-        "downloaded": record,
-    }
+    got = hf.download_entry(entry, "the {key} split", cache_dir)
+    refs, instances = convert(got.paths, entry["splits"], got.names)
+    layout.write_dataset(folder, entry["split_by"], refs, instances)
+    return got.record
 
 
 __all__ = ["COLUMNS", "convert", "fetch_into"]

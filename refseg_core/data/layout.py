@@ -43,6 +43,12 @@ def write_instances(path: Path, instances: dict) -> None:
         tmp.write_text(json.dumps(instances, separators=(",", ":")))
 
 
+def write_dataset(folder: Path, split_by: str, refs: list[dict], instances: dict) -> None:
+    """The two files a REFER loader reads: ``refs(<split_by>).p`` and ``instances.json`` in ``folder``."""
+    write_refs(folder / refs_file(split_by), refs)
+    write_instances(folder / "instances.json", instances)
+
+
 @contextlib.contextmanager
 def staging(root: Path, dataset: str) -> Iterator[Path]:
     """A fresh folder ``<root>/.fetch-<dataset>-XXXX/`` (same file system as the target), removed when

@@ -136,23 +136,11 @@ def convert(paths: list[Path], folder: Path, names: dict[Path, str]) -> tuple[li
 
 def fetch_into(folder: Path, entry: dict, cache_dir=None) -> dict:
     """Download the parquet shards of ``entry`` (an ``hf_refcoco_m`` source) and write the layout."""
-    repo = hf.resolve(entry["repo"], entry.get("revision", "main"))
-    paths, names, record = [], {}, {}
-    for split, patterns in entry["files"].items():
-        for name in repo.match(patterns, f"the {split} shards"):
-            path, sha = hf.download(repo, name, cache_dir)
-            paths.append(path)
-            names[path] = f"{entry['repo']}/{name}"
-            record[name] = {"sha256": sha, "size": path.stat().st_size}
-    refs, instances = convert(paths, folder, names)
-    layout.write_refs(folder / layout.refs_file(SPLIT_BY), refs)
-    layout.write_instances(folder / "instances.json", instances)
-    return {
-        "address": repo.address,
-        "revision": repo.revision,
-        "resolved_revision": repo.sha,
-        "downloaded": record,
-    }
+    got = hf.download_entry(entry, "the {key} shards", cache_dir)
+    paths = [p for key in entry["files"] for p in got.paths[key]]
+    refs, instances = convert(paths, folder, got.names)
+    layout.write_dataset(folder, SPLIT_BY, refs, instances)
+    return got.record
 
 
 def pair_with_refcoco(m, coco, split: str = "val") -> list[tuple[dict, dict, float]]:
