@@ -46,7 +46,7 @@ lts_overrides = {}
 dry_run = False  # print the resolved configuration(s) and stop before training
 retrain = False  # True: train again even where a finished run of the same configuration is
 
-# %%
+# %% tags=["hide-input"]
 import math
 import warnings
 
@@ -60,7 +60,6 @@ from refseg_core import (
     evidence,
     notebook,
     official_recipe,
-    published,
     smoke,
     verdicts,
 )
@@ -157,7 +156,7 @@ show_markdown(official_recipe.table("cris_r50_refcoco"))
 # `official_lr_quirk: true`, so they run what the official code runs; `false` is the paper's text.
 # This is the one place the book explains the quirk; other chapters link here.
 
-# %%
+# %% tags=["hide-input"]
 recipe_probe = make_config(dict(cris_config.to_dict(), pretrained=None))  # no weights
 probe_refer = engine.prepare_data(recipe_probe)
 probe_model = engine.build_model_for(recipe_probe, probe_refer)  # backbone, head groups
@@ -207,8 +206,12 @@ show_markdown(
 # `engine.train` picks the type from `precision` (`auto` = bf16 on CUDA, fp32 on CPU); the scaler is
 # created for every run but only *enabled* for fp16, so the step is one code path:
 
+# %% tags=["hide-output"]
+for fn in (engine.amp_dtype, engine.autocast):  # the type, and the context it runs in
+    show_source(fn)
+
 # %%
-for fn in (engine.amp_dtype, engine.autocast, engine.train_step, engine.backward_step):
+for fn in (engine.train_step, engine.backward_step):  # one step: forward, loss, backward
     show_source(fn)
 
 # %% [markdown]
@@ -224,7 +227,7 @@ for fn in (engine.amp_dtype, engine.autocast, engine.train_step, engine.backward
 # about a GPU — many CPUs have no fast bf16 arithmetic, and a shared CPU makes timings noisy. Chapter 8
 # collects careful benchmarks, GPU ones included.
 
-# %%
+# %% tags=["hide-input"]
 variants = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]
 if run_device.type == "cuda":
     variants += [("fp16", False), ("fp16", True)]
@@ -284,7 +287,7 @@ for drop_last in (True, False):
 #   number of steps per epoch, on 1 GPU or 8, so the learning rate needs no change. For the full recipe on
 #   RefCOCO (the training refs from `refseg_core.configs.published()`; one sample per ref and epoch):
 
-# %%
+# %% tags=["hide-input"]
 n_train = configs.published()["datasets"][full_recipe.dataset]["refs"]["train"]
 bs = full_recipe.batch_size
 show_markdown(
@@ -312,46 +315,20 @@ del probe_model, converted
 # %% [markdown]
 # ## Running it for real
 #
-# The smoke runs below and a full reproduction are the same code with a different configuration. From the
-# command line (`python -m refseg_core train` reads the same configurations as this chapter; `--dry-run`
-# prints the resolved one and stops):
+# The smoke runs below and a full reproduction are the same code with a different configuration. The
+# whole route on a GPU — fetch and verify the data, train on one GPU or with `torchrun` on many, resume,
+# the hours it costs, evaluate the selected checkpoint, set it next to the paper — is chapter
+# {doc}`09_first_real_run`. This notebook itself runs the full recipe when papermill gives it a
+# paper-cell configuration (both models, on a GPU machine, with the data that chapter fetches):
 #
 # ```bash
-# # one GPU (or the CPU): batch_size is the global batch, all of it on this process
-# python -m refseg_core train --config cris_r50_refcoco --set data_root=/data/refer
-# # eight GPUs on one machine: eight processes, 64 / 8 = 8 samples each, NCCL, SyncBatchNorm
-# torchrun --nproc_per_node 8 -m refseg_core train --config cris_r50_refcoco --set data_root=/data/refer
-# # continue a run that was stopped (pre-empted, Ctrl-C, time limit)
-# torchrun --nproc_per_node 8 -m refseg_core train --resume ~/refseg-book/runs/cris_r50_refcoco/last.pt
-# ```
-#
-# or this notebook, with papermill, on a GPU machine (both models, the full recipe):
-#
-# ```bash
-# papermill notebooks/05_training.ipynb 05_training_full.ipynb -p config cris_r50_refcoco \
-#     -p lts_config lts_refcoco \
-#     -y "{overrides: {data_root: /data/refer}, lts_overrides: {data_root: /data/refer}}"
+# papermill notebooks/05_training.ipynb 05_training_cris_r50_refcoco.ipynb \
+#     -p config cris_r50_refcoco -p lts_config lts_refcoco
 # ```
 #
 # Runs and generated data go under the *refseg home*, `$REFSEG_HOME` (default `~/refseg-book`): the
 # configurations name `runs/<name>` and `data/...` relative to it, so the command line and papermill,
 # started from any folder, write the same run. Paths you pass yourself are taken as given.
-#
-# The full-scale numbers to compare with, from the papers (`refseg_core.published.lookup`), each with its
-# metric: CRIS reports mIoU and LTS oIoU, which are not the same quantity ({doc}`02_metrics`).
-
-# %%
-target = full_recipe if cris_config.synthetic else cris_config  # real data: its split
-methods = {"CRIS-R101" if target.model == "cris_r101" else "CRIS-R50", "CRIS", "LTS"}
-papers = published.lookup(dataset=target.dataset, split=target.val_split)
-show_markdown(
-    markdown_table(
-        [p for p in papers if p["method"] in methods],
-        columns=["method", "source", "metric", "dataset", "split", "value"],
-    )
-)
-if cris_config.synthetic:
-    print("This run trains on synthetic data: its scores are not comparable to these.")
 
 # %% [markdown]
 # ## Training CRIS and LTS
@@ -481,7 +458,7 @@ plt.show()
 # the time depends on the machine, so it is reported as a benchmark (`benchmarks/smoke_times.py`), not
 # tested.
 
-# %%
+# %% tags=["hide-input"]
 keys = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
 named = {f"{n} ({res.config.model})": res.metrics for n, res in runs.items()}
 named |= {f"baseline: {b.replace('_', ' ')}": m for b, m in baselines["CRIS"].items()}
@@ -509,7 +486,7 @@ show_markdown("\n".join(lines))
 # over it. Computed now on the validation masks of this run, with each model's decoding stride,
 # `model.decoder_stride`, checked against the grid of the `decoder` map its `forward_features` returns:
 
-# %%
+# %% tags=["hide-input"]
 val_refs = probe_refer.split_refs(cris_config.val_split)
 val_masks = [probe_refer.ref_mask(ref) for ref in val_refs]
 decode_stride = {}
@@ -567,7 +544,7 @@ plt.show()
 # At 416 px the same grid is $26\times26$. What the committed GPU rows
 # (`refseg_core/evidence/NVIDIA_H200_check.json`) say about the full-size model on these shapes:
 
-# %%
+# %% tags=["hide-input"]
 gpu_rows = evidence.rows("NVIDIA_H200_check")
 gpu_runs = [r for r in gpu_rows if r["kind"] == "training_run"]
 for r in gpu_runs:
@@ -604,7 +581,7 @@ if not gpu_runs:
 # Writing must not be able to destroy the previous checkpoint, so the file is written next to the
 # target, flushed to disk, and renamed over it (a rename within one file system is atomic):
 
-# %%
+# %% tags=["hide-output"]
 show_source(atomic_torch_save)
 
 # %% [markdown]
@@ -612,7 +589,7 @@ show_source(atomic_torch_save)
 # all-reduce), rank 0 writes the checkpoint, and the run ends with `TrainingInterrupted` (the command line
 # exits with status 128 + the signal number):
 
-# %%
+# %% tags=["hide-output"]
 show_source(engine.StopFlag)
 
 # %% [markdown]
