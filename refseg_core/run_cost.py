@@ -101,8 +101,8 @@ def estimate(config: str | TrainConfig, gpus: int = 1, rows: list[dict] | None =
     """GPU-hours of a full run of ``config`` on ``gpus`` GPUs of the committed rows' kind.
 
     Returns ``{config, device, torch, date, gpus, train_refs, val_refs, epochs, step_images_per_s,
-    step_basis, hours_step_bound, hours_loop_measured, loop_basis, eval_basis, peak_mem_gib_batch,
-    memory, per_gpu_batch, notes}``; hours are None where no row covers the model or dataset (the notes
+    step_basis, hours_step_bound, hours_loop_measured, loop_ratio, loop_basis, eval_sentences_per_s,
+    eval_basis, peak_mem_gib_batch, memory, per_gpu_batch, notes}``; hours are None where no row covers the model or dataset (the notes
     say which). Several GPUs divide the time by ``gpus`` (ideal scaling, an upper bound of the speed-up);
     ``memory`` is :func:`peak_memory` at the per-GPU batch."""
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
@@ -157,10 +157,75 @@ def estimate(config: str | TrainConfig, gpus: int = 1, rows: list[dict] | None =
         "step_basis": basis,
         "hours_step_bound": hours(rate),
         "hours_loop_measured": hours(None if rate is None or factor is None else rate * factor),
+        "loop_ratio": factor,
         "loop_basis": loop_basis,
+        "eval_sentences_per_s": eval_rate,
         "eval_basis": eval_basis,
         "peak_mem_gib_batch": (memory["gib"], memory["batch"]),
         "memory": memory,
         "per_gpu_batch": per_gpu_batch,
         "notes": notes,
     }
+
+
+def data_size(dataset: str, splits: list[str] | None = None) -> dict:
+    """What ``data fetch DATASET --images all`` (or ``--images`` the named ``splits``) downloads, from the
+    package's own data, never typed in: the annotation source tried first (``sources.yaml``), the COCO
+    train2014 images of the splits (``published.yaml``'s per-split counts; their sum is the most that can
+    be fetched) and their bytes at the mean size of a train2014 image (the zip's size over its image
+    count), next to the whole zip of ``--image-source zip``.
+
+    Returns ``{dataset, label, source, address, revision, verified_here, images_by_split, images,
+    mean_image_bytes, images_bytes, zip_bytes, zip_images, counts_basis}``; ``images`` is None where no
+    per-split count is published (gRefCOCO)."""
+    from refseg_core.data import sources
+
+    name, entry = sources.source_for(dataset)
+    pub = configs.published().get("datasets", {}).get(dataset, {})
+    by_split = dict(pub.get("images", {}))
+    if splits is not None:
+        unknown = sorted(set(splits) - set(by_split))
+        if by_split and unknown:
+            raise ValueError(f"data_size: {dataset} has no split(s) {unknown}; it has {sorted(by_split)}")
+        by_split = {s: n for s, n in by_split.items() if s in splits}
+    zip_entry = sources.coco("zip")
+    mean = zip_entry["size"] / zip_entry["images"]
+    images = sum(by_split.values()) if by_split else None
+    return {
+        "dataset": dataset,
+        "label": sources.label(dataset),
+        "source": name,
+        "address": entry.get("repo") or entry.get("url"),
+        "revision": entry.get("revision"),
+        "verified_here": entry.get("verified_here"),
+        "images_by_split": by_split,
+        "images": images,
+        "mean_image_bytes": mean,
+        "images_bytes": None if images is None else images * mean,
+        "zip_bytes": zip_entry["size"],
+        "zip_images": zip_entry["images"],
+        "counts_basis": (pub.get("source") or {}).get("images", "no published image counts"),
+    }
+
+
+def _hours(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
+
+
+def hours_table(
+    names: list[str], gpus=(1, 8), rows: list[dict] | None = None
+) -> tuple[list[list], list[str]]:
+    """``(rows, headers)`` of a table of :func:`estimate` for each configuration of ``names``: per GPU
+    count the hours as "step rate alone / with the measured loop ratio" ("–" where a row is missing), and
+    what is missing (the notes about rows and split sizes)."""
+    out = []
+    for name in names:
+        ests = [estimate(name, g, rows) for g in gpus]
+        missing = [n for n in ests[0]["notes"] if n.startswith("no ")]
+        if ests[0]["hours_loop_measured"] is None and ests[0]["hours_step_bound"] is not None:
+            missing.append(f"loop ratio: {ests[0]['loop_basis']}")
+        cells = [f"{_hours(e['hours_step_bound'])} / {_hours(e['hours_loop_measured'])}" for e in ests]
+        out.append([name, ests[0]["epochs"], ests[0]["train_refs"], *cells, "; ".join(missing)])
+    headers = ["configuration", "epochs", "train refs"]
+    headers += [f"{g} GPU{'s' if g > 1 else ''}: hours" for g in gpus] + ["missing"]
+    return out, headers

@@ -98,3 +98,32 @@ def test_the_committed_rows_give_an_estimate():
     assert e["step_images_per_s"] == official["official_images_per_s"]
     assert 0 < e["hours_step_bound"] < e["hours_loop_measured"]
     assert e["memory"]["gib"] == round(official["official_peak_mem_mib"] / 1024, 1)
+
+
+def test_data_size_comes_from_the_sources_and_the_published_counts():
+    from refseg_core import configs
+    from refseg_core.data import sources
+
+    d = run_cost.data_size("refcoco")
+    images = configs.published()["datasets"]["refcoco"]["images"]
+    zip_entry = sources.coco("zip")
+    assert d["images"] == sum(images.values()) and d["images_by_split"] == images
+    assert d["images_bytes"] == pytest.approx(d["images"] * zip_entry["size"] / zip_entry["images"])
+    assert d["source"] == sources.source_for("refcoco")[0] and d["zip_bytes"] == zip_entry["size"]
+    val = run_cost.data_size("refcoco", ["val", "testA", "testB"])
+    assert val["images"] == images["val"] + images["testA"] + images["testB"]
+    assert val["images_bytes"] < d["images_bytes"] < d["zip_bytes"]
+    assert run_cost.data_size("grefcoco")["images"] is None  # no per-split counts published
+    with pytest.raises(ValueError, match="no split"):
+        run_cost.data_size("refcoco", ["test"])
+
+
+def test_hours_table_shows_both_rates_per_gpu_count_and_what_is_missing():
+    table, headers = run_cost.hours_table(["cris_r50_refcoco", "cris_r101_refcoco", "lts_refcoco"], rows=ROWS)
+    assert headers == ["configuration", "epochs", "train refs", "1 GPU: hours", "8 GPUs: hours", "missing"]
+    r50, r101, lts = table
+    e1, e8 = (run_cost.estimate("cris_r50_refcoco", g, rows=ROWS) for g in (1, 8))
+    assert r50[3] == f"{e1['hours_step_bound']:.1f} / {e1['hours_loop_measured']:.1f}" and r50[5] == ""
+    assert r50[4] == f"{e8['hours_step_bound']:.2f} / {e8['hours_loop_measured']:.2f}"  # under an hour
+    assert r101[3] == "– / –" and "cris_r101" in r101[5]
+    assert lts[3].endswith("/ –") and "not lts" in lts[5]
