@@ -89,9 +89,11 @@ print(f"full runs committed with this release: {len({r['run'] for r in full_runs
 # %%
 size = run_cost.data_size(cfg.dataset)
 mib = size["mean_image_bytes"] / 2**20
+ok = size["verified_here"]
+state = "verified" if ok else "unverified: never fetched by this book"
 print(
     f"{size['label']} annotations from {size['source']} ({size['address']}, revision "
-    f"{size['revision']}; checked from this book's machines: {size['verified_here']})"
+    f"{size['revision']}; {state})"
 )
 if size["images"] is None:
     print("no per-split image counts are published for this dataset")
@@ -143,7 +145,8 @@ fields = [
     "official_lr_quirk", "sync_bn", "val_first_sentence_only", "select_best",
     "output_dir",
 ]  # fmt: skip
-values = {f: getattr(cfg, f) for f in fields}
+values = {f: getattr(cfg, f) for f in fields}  # as YAML writes them, not rounded
+values = {f: f"{v:g}" if isinstance(v, float) else v for f, v in values.items()}
 values["output_dir"] = shown(cfg.output_dir)
 rows = [[f, v] for f, v in values.items()]
 show_markdown(markdown_table(rows, headers=["field", "value"]))
@@ -213,15 +216,17 @@ show_markdown(markdown_table(bases, headers=["rate", "value", "rests on"]))
 # whole short training run to the step alone, measured once on the bf16 path of the same GPU:
 
 # %%
+hours = run_cost.hours_text
+per_gpu = list(est.values())
 table = [
-    ["per-GPU batch", *(e["per_gpu_batch"] for e in est.values())],
-    ["hours, step rate alone", *(e["hours_step_bound"] for e in est.values())],
-    ["hours, with the loop ratio", *(e["hours_loop_measured"] for e in est.values())],
-    ["peak memory per GPU, GiB", *(e["memory"]["gib"] for e in est.values())],
-    ["memory as a bound", *(e["memory"]["bound"] for e in est.values())],
+    ["per-GPU batch", *(e["per_gpu_batch"] for e in per_gpu)],
+    ["hours, step rate alone", *(hours(e["hours_step_bound"]) for e in per_gpu)],
+    ["hours, with the loop ratio", *(hours(e["hours_loop_measured"]) for e in per_gpu)],
+    ["peak memory per GPU, GiB", *(e["memory"]["gib"] for e in per_gpu)],
+    ["memory as a bound", *(e["memory"]["bound"] for e in per_gpu)],
 ]
 headers = [config, *(f"{g} GPU{'s' if g > 1 else ''}" for g in gpu_counts)]
-show_markdown(markdown_table(table, headers=headers, digits=2))
+show_markdown(markdown_table(table, headers=headers, digits=1))
 for g, e in est.items():
     for note in e["notes"]:
         print(f"{g} GPU(s): {note}")
@@ -233,8 +238,9 @@ for g, e in est.items():
 # code's step on the same GPU, the closest measured to what this configuration runs. Several GPUs divide
 # the time by their number: that is ideal scaling, an upper bound of the speed-up (gradient
 # all-reduce, SyncBatchNorm and the smaller per-GPU batch all cost time), so the eight-GPU hours are a
-# lower bound. The memory row is one process's step with two models resident, measured at the batch it
-# names: it bounds a step at that batch or below, not a larger one. The other paper cells, from the
+# lower bound. The CRIS memory rows are one process's step with two models resident (this book's and
+# the official one), measured at the batch they name: they bound a step at that batch or below, not a
+# larger one. The other paper cells, from the
 # same rows (a dash where no row covers the model or no split size is published):
 
 # %%
@@ -274,15 +280,22 @@ print(
 tiny = "cris_tiny" if cfg.model.startswith("cris") else "lts_tiny"
 same_recipe = make_config(dict(cfg.to_dict(), model=tiny, pretrained=None))
 lrs = engine.lr_by_epoch(same_recipe, build_model(tiny))
-epochs = range(1, cfg.epochs + 1)
+edges = range(1, cfg.epochs + 2)  # epoch e spans [e, e + 1)
 fig, ax = plt.subplots(figsize=(7, 3))
-for i, label in enumerate(["backbone", "rest of the model"]):
-    ax.step(epochs, [row[i] for row in lrs], where="post", label=label, lw=2 - i)
+for i, (label, style) in enumerate([("backbone", "-"), ("rest of the model", "--")]):
+    lr = [row[i] for row in lrs]
+    ax.stairs(lr, edges, baseline=None, label=label, ls=style, lw=2.5 - i)
 for m in cfg.milestones:
     ax.axvline(m + 1, color="grey", ls=":", lw=1)
+    ax.annotate(f"milestone {m}", (m + 1, lrs[0][-1]), xytext=(4, -12),
+                textcoords="offset points", fontsize=8, color="grey")  # fmt: skip
+if cfg.official_lr_quirk and len(lrs) > 1 and lrs[0][0] != lrs[1][0]:
+    ax.annotate("epoch 1: backbone at the full rate (official code)", (2, lrs[0][0]),
+                xytext=(12, -30), textcoords="offset points", fontsize=8,
+                arrowprops={"arrowstyle": "->", "lw": 0.8})  # fmt: skip
 ax.set(xlabel="epoch", ylabel="learning rate", yscale="log", title=config)
 ax.grid(alpha=0.3)
-ax.legend(fontsize=9)
+ax.legend(fontsize=9, loc="lower left")
 plt.tight_layout()
 plt.show()
 

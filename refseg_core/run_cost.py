@@ -208,7 +208,8 @@ def data_size(dataset: str, splits: list[str] | None = None) -> dict:
     }
 
 
-def _hours(value: float | None) -> str:
+def hours_text(value: float | None) -> str:
+    """Hours as the tables print them: one decimal, two under an hour, "–" for None."""
     return "–" if value is None else f"{value:.1f}" if value >= 1 else f"{value:.2f}"
 
 
@@ -224,7 +225,9 @@ def hours_table(
         missing = [n for n in ests[0]["notes"] if n.startswith("no ")]
         if ests[0]["hours_loop_measured"] is None and ests[0]["hours_step_bound"] is not None:
             missing.append(f"loop ratio: {ests[0]['loop_basis']}")
-        cells = [f"{_hours(e['hours_step_bound'])} / {_hours(e['hours_loop_measured'])}" for e in ests]
+        cells = [
+            f"{hours_text(e['hours_step_bound'])} / {hours_text(e['hours_loop_measured'])}" for e in ests
+        ]
         out.append([name, ests[0]["epochs"], ests[0]["train_refs"], *cells, "; ".join(missing)])
     headers = ["configuration", "epochs", "train refs"]
     headers += [f"{g} GPU{'s' if g > 1 else ''}: hours" for g in gpus] + ["missing"]
