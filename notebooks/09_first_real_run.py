@@ -74,7 +74,8 @@ print(f"full runs committed with this release: {len({r['run'] for r in full_runs
 # the first one wrote:
 #
 # ```bash
-# python -m refseg_core data fetch refcoco --root ~/refseg-book/data --images all
+# python -m refseg_core data fetch refcoco --root ~/refseg-book/data \
+#     --images all
 # python -m refseg_core data verify refcoco --root ~/refseg-book/data
 # ```
 #
@@ -110,7 +111,7 @@ else:
 
 # %% [markdown]
 # The shipped configurations read their data from `data` under the refseg home (`$REFSEG_HOME`,
-# default `~/refseg-book`), which is where `data fetch` writes when `--root` is not given; the
+# default `~/refseg-book`; the book itself is built with a home of its own), which is where `data fetch` writes when `--root` is not given; the
 # `--root ~/refseg-book/data` above only says so aloud. Data elsewhere is named with
 # `--set data_root=/path` on every command below. For this page's configuration:
 
@@ -120,7 +121,7 @@ def shown(path) -> str:
     """``path`` relative to the refseg home when under it."""
     path, home = Path(path), paths.home()
     inside = path.is_relative_to(home)
-    return f"<refseg home>/{path.relative_to(home).as_posix()}" if inside else str(path)
+    return f"$REFSEG_HOME/{path.relative_to(home).as_posix()}" if inside else str(path)
 
 
 print(f"data_root: {shown(cfg.data_root)}")
@@ -147,13 +148,13 @@ fields = [
 ]  # fmt: skip
 values = {f: getattr(cfg, f) for f in fields}  # as YAML writes them, not rounded
 values = {f: f"{v:g}" if isinstance(v, float) else v for f, v in values.items()}
-values["output_dir"] = shown(cfg.output_dir)
+values["output_dir"] = f"`{shown(cfg.output_dir)}`"
 rows = [[f, v] for f, v in values.items()]
 show_markdown(markdown_table(rows, headers=["field", "value"]))
 
 # %% [markdown]
-# `pretrained: openai` is CLIP's weights through open_clip: the first run downloads them (about the
-# size of the backbone) and caches them. `batch_size` is the *global* batch, whatever the number of
+# `pretrained: openai` is CLIP's weights through open_clip: the first run downloads them and caches
+# them. `batch_size` is the *global* batch, whatever the number of
 # processes. Chapter 5 sets every value next to the official code's, with the reason for each
 # departure.
 #
@@ -162,12 +163,13 @@ show_markdown(markdown_table(rows, headers=["field", "value"]))
 # ```bash
 # # one GPU: the global batch of 64 on one process
 # python -m refseg_core train --config cris_r50_refcoco
-# # continue it after a stop (pre-empted, Ctrl-C) from the last finished epoch
-# python -m refseg_core train --resume ~/refseg-book/runs/cris_r50_refcoco/last.pt
-# # eight GPUs of one machine: 64 / 8 = 8 samples per process, SyncBatchNorm, NCCL
+# # continue it after a stop (pre-empted, Ctrl-C) from its last epoch
+# python -m refseg_core train \
+#     --resume ~/refseg-book/runs/cris_r50_refcoco/last.pt
+# # eight GPUs of one machine: 64 / 8 = 8 samples per process, NCCL
 # torchrun --nproc_per_node 8 -m refseg_core train --config cris_r50_refcoco
-# torchrun --nproc_per_node 8 -m refseg_core \
-#     train --resume ~/refseg-book/runs/cris_r50_refcoco/last.pt
+# torchrun --nproc_per_node 8 -m refseg_core train \
+#     --resume ~/refseg-book/runs/cris_r50_refcoco/last.pt
 # ```
 #
 # A run prints one line every `log_every` steps (epoch, step, the mean loss, the learning rate,
@@ -178,8 +180,10 @@ show_markdown(markdown_table(rows, headers=["field", "value"]))
 # `log.csv` (every logged line), `metrics.json`, `last.pt`, `best.pt` and TensorBoard files in `tb/`.
 # `--resume` reads the configuration saved in the checkpoint and continues at the next epoch with the
 # optimiser, scaler and random state restored; a second `train --config` into a folder that already
-# holds a run refuses to start unless `--overwrite` is given. How `torchrun` splits the work, and
-# what each process sees, is chapter 5's "Running it for real".
+# holds a run refuses to start unless `--overwrite` is given. Under `torchrun` each process loads its
+# share of the global batch, and on GPUs `sync_bn: true` makes BatchNorm average its statistics over
+# all of them; how the work is split, and what each process sees, is chapter 5's "Running it for
+# real".
 #
 # ## Step 4: how long, and how much memory
 #
@@ -312,7 +316,8 @@ plt.show()
 # ## Step 6: score the selected checkpoint on every split
 #
 # ```bash
-# python -m refseg_core evaluate --checkpoint ~/refseg-book/runs/cris_r50_refcoco \
+# python -m refseg_core evaluate \
+#     --checkpoint ~/refseg-book/runs/cris_r50_refcoco \
 #     --split val --split testA --split testB
 # ```
 #
