@@ -128,6 +128,14 @@ def test_readme_shows_the_commands_this_test_runs():
     assert any("--nproc_per_node 2" in ln and "smoke_cris" in ln for _, ln in chapters)
     assert any("--resume" in ln and ln.startswith("torchrun") for _, ln in chapters)
     assert {ch for ch, ln in chapters if ln.startswith("papermill")} >= {"01_data", "05_training"}
+    # chapter 9 walks through a paper cell: every step's command is there, so the test below runs it
+    first_run = [ln for ch, ln in chapters if ch == "09_first_real_run"]
+    for step in ("data fetch refcoco", "data verify refcoco", "--dry-run", "train --config", "--resume"):
+        assert any(step in ln for ln in first_run), f"chapter 9 shows no `{step}` line"
+    assert any(ln.startswith("torchrun --nproc_per_node 8") for ln in first_run)
+    evaluate = [ln for ln in first_run if " evaluate " in ln and ln.count("--split") == 3]
+    assert evaluate and all("--checkpoint ~/refseg-book/runs/" in ln for ln in evaluate)
+    assert any(" gather " in ln for ln in first_run)
 
 
 def _family_tiny(config: str) -> str:
