@@ -329,7 +329,7 @@ def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
                     assert "wrote " in out and "last.pt" in out, out[-2000:]
                     if "--resume" not in words and _is_paper_cell(words[words.index("--config") + 1]):
                         assert "best.pt (what evaluate scores)" in out  # select_best, as the config says
-                elif words[3] == "evaluate" and given.startswith("~/") and "--out" not in words:
+                elif " evaluate " in f" {line} " and given.startswith("~/") and "--out" not in words:
                     ckpt = Path(given.replace("~", str(here), 1))
                     if ckpt.is_dir():  # a run folder: the checkpoint its run selected
                         assert re.search(r"scoring \S*best\.pt", out), out[-2000:]
