@@ -81,11 +81,11 @@ print(f"full runs committed with this release: {len({r['run'] for r in full_runs
 #
 # `fetch` prints where the annotations came from (the source, its address, the revision resolved to a
 # commit), then one line per split with its refs, sentences and images, each checked against the
-# published count, then how many images it fetched and how many were already in place; it ends only if
-# every mask and every image decodes. A rerun with everything in place makes no request, and an
-# interrupted one fetches only what is missing. `verify` prints the same table and "the files match
-# the manifest". Where the data comes from and how much of it there is, read from the package's data
-# (`refseg_core/data/sources.yaml` and `published.yaml`):
+# published count, then how many images it fetched and how many were already in place; it finishes
+# without an error only if every mask and every image decodes. A rerun with everything in place makes
+# no request, and an interrupted one fetches only what is missing. `verify` prints the same table and
+# "the files match the manifest". Where the data comes from and how much of it there is, read from the
+# package's data (`refseg_core/data/sources.yaml` and `published.yaml`):
 
 # %%
 size = run_cost.data_size(cfg.dataset)
@@ -111,9 +111,10 @@ else:
 
 # %% [markdown]
 # The shipped configurations read their data from `data` under the refseg home (`$REFSEG_HOME`,
-# default `~/refseg-book`; the book itself is built with a home of its own), which is where `data fetch` writes when `--root` is not given; the
-# `--root ~/refseg-book/data` above only says so aloud. Data elsewhere is named with
-# `--set data_root=/path` on every command below. For this page's configuration:
+# default `~/refseg-book`; the book itself is built with a home of its own), which is where `data
+# fetch` writes when `--root` is not given: the `--root ~/refseg-book/data` above only says so aloud.
+# Data elsewhere is named with `--set data_root=/path` on every command below. For this page's
+# configuration:
 
 
 # %%
@@ -154,9 +155,8 @@ show_markdown(markdown_table(rows, headers=["field", "value"]))
 
 # %% [markdown]
 # `pretrained: openai` is CLIP's weights through open_clip: the first run downloads them and caches
-# them. `batch_size` is the *global* batch, whatever the number of
-# processes. Chapter 5 sets every value next to the official code's, with the reason for each
-# departure.
+# them. `batch_size` is the *global* batch, whatever the number of processes. Chapter 5 sets every
+# value next to the official code's, with the reason for each departure.
 #
 # ## Step 3: train
 #
@@ -244,8 +244,8 @@ for g, e in est.items():
 # all-reduce, SyncBatchNorm and the smaller per-GPU batch all cost time), so the eight-GPU hours are a
 # lower bound. The CRIS memory rows are one process's step with two models resident (this book's and
 # the official one), measured at the batch they name: they bound a step at that batch or below, not a
-# larger one. The other paper cells, from the
-# same rows (a dash where no row covers the model or no split size is published):
+# larger one. The other paper cells, from the same rows (a dash where no row covers the model or no
+# split size is published):
 
 # %%
 papers = [n for n in configs.names() if not n.startswith("smoke_")]
@@ -307,10 +307,10 @@ plt.show()
 # What the curves themselves will look like is not known here. Chapter 5's smoke runs show the *shape*
 # this code produces on generated data with tiny models (a steep first epoch, a small step at the
 # learning-rate drop, a validation curve that flattens); their values say nothing about a real run.
-# Two things are safe to check in `log.csv` from the first epochs: the loss goes down, and the
-# validation mIoU after each epoch goes up, until the schedule's drop, after which both move little.
-# A loss that stays flat or becomes `nan` is a run to stop (chapter 5 lists the switches: the
-# precision, the learning rate). The validation numbers in the log score each ref's first sentence
+# What `log.csv` can tell you early is whether the run learns at all: a run that learns shows a
+# falling loss and a rising validation mIoU over its first epochs, and a loss that stays flat or
+# becomes `nan` is a run to stop (chapter 5 explains the switches it would involve: the precision,
+# the learning rate). The validation numbers in the log score each ref's first sentence
 # only, so they are not the paper's protocol, which the next step applies.
 #
 # ## Step 6: score the selected checkpoint on every split
@@ -363,14 +363,14 @@ mine = [r for r in full_runs if r["run"] == config]
 print(f"committed full runs of {config}: {len(mine)} result file(s)")
 
 # %% [markdown]
-# The CRIS numbers are the mean of per-sentence IoUs (mIoU, chapter 2), the best of 50 epochs chosen on
-# `val`; `evaluate` writes both mIoU and oIoU, and `gather` sets the paper's number only next to the
-# same metric. Your `val` number is chosen the same way and is optimistic the same way; on testA and
-# testB the selection was made on other data. Whether a difference from the paper is a difference
-# needs more than one run: runs of the same recipe with other seeds differ too, and this book has no
-# full run from which to say by how much. To add your run to the book, copy its folder without the
-# checkpoints into `refseg_core/evidence/runs/` (its `README.md` says how): chapter 7 then shows it next
-# to the paper.
+# The CRIS numbers are the mean of per-sentence IoUs (mIoU, chapter 2); on RefCOCO they are the best of
+# 50 epochs chosen on `val`. `evaluate` writes both mIoU and oIoU, and `gather` sets the paper's number
+# only next to the same metric. Your `val` number is chosen the same way and is optimistic the same
+# way; on testA and testB the selection was made on other data. Whether a difference from the paper is
+# a difference needs more than one run: runs of the same recipe with other seeds differ too, and this
+# book has no full run from which to say by how much. To add your run to the book, copy its folder
+# without the checkpoints into `refseg_core/evidence/runs/` (its `README.md` says how): chapter 7 then
+# shows it next to the paper.
 #
 # ## Summary
 #
@@ -412,12 +412,13 @@ print(f"committed full runs of {config}: {len(mine)} result file(s)")
 # ```
 #
 # 3. Set `gpu_counts = [2, 4]` and execute the page again. How do the per-GPU batch and the hours
-#    change, and which of the two estimates can you trust less on four GPUs than on one?
+#    change, and why are the four-GPU hours the less trustworthy of the two?
 #
 # ```{dropdown} Solution
 # The per-GPU batch is the global 64 divided by the GPU count (32, then 16), and the hours are the
-# one-GPU hours divided by the count. Both estimates assume ideal scaling, so both are lower bounds;
-# with 16 per GPU, below the batch of 32 at which the step was measured, the notes add that each step
-# does less work for its fixed costs, so the four-GPU hours are the less trustworthy. The memory at
-# 16 per GPU is bounded by the measured row; at 64 on one GPU it is not.
+# one-GPU hours divided by the count. Both assume ideal scaling, so both are lower bounds. With 16 per
+# GPU, below the batch of 32 at which the step was measured, each step also does less work for its
+# fixed costs (the notes under the table say so), which the step rate of batch 32 does not see: the
+# four-GPU hours are the further from what a run will take. The memory at 32 and 16 per GPU is bounded
+# by the measured row; at 64 on one GPU it is not.
 # ```
