@@ -10,7 +10,11 @@ configuration name alike.
   DarkNet weights to download, a GPU) runs the same configuration on the synthetic data with random weights
   and the family's tiny model at 64 px (:data:`PAPER_CELL_AT_TINY_SIZE`); what each line got is printed.
 - A `train` of a paper cell gets a fresh home (the chapter shows alternatives that write the same run
-  folder), a `--resume` runs where its checkpoint is, identical lines run once.
+  folder); a line with `--resume` or `--checkpoint ~/...` runs in the home where that file or folder
+  exists (the latest of the lines above it in its chapter first), and an `evaluate` must have written an
+  eval file for each of its `--split`s there (the selected `best.pt` scored, when given a run folder).
+  Identical lines run once, and so do lines that differ only in what the test replaces (papermill's output
+  notebook, a paper cell's `--set data_root=...`).
 - The `data` lines (and every other line, harmlessly) run against a stand-in server on 127.0.0.1
   (tests/standin_server.py) that `HF_ENDPOINT` and `REFSEG_DATA_SOURCES` point at.
 - For every shipped configuration, `train --config NAME --dry-run` prints exactly what a chapter's
@@ -24,6 +28,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -123,6 +128,14 @@ def test_readme_shows_the_commands_this_test_runs():
     assert any("--nproc_per_node 2" in ln and "smoke_cris" in ln for _, ln in chapters)
     assert any("--resume" in ln and ln.startswith("torchrun") for _, ln in chapters)
     assert {ch for ch, ln in chapters if ln.startswith("papermill")} >= {"01_data", "05_training"}
+    # chapter 9 walks through a paper cell: every step's command is there, so the test below runs it
+    first_run = [ln for ch, ln in chapters if ch == "09_first_real_run"]
+    for step in ("data fetch refcoco", "data verify refcoco", "--dry-run", "train --config", "--resume"):
+        assert any(step in ln for ln in first_run), f"chapter 9 shows no `{step}` line"
+    assert any(ln.startswith("torchrun --nproc_per_node 8") for ln in first_run)
+    evaluate = [ln for ln in first_run if " evaluate " in ln and ln.count("--split") == 3]
+    assert evaluate and all("--checkpoint ~/refseg-book/runs/" in ln for ln in evaluate)
+    assert any(" gather " in ln for ln in first_run)
 
 
 def _family_tiny(config: str) -> str:
@@ -198,9 +211,31 @@ def sized(line: str, syn: Path) -> tuple[str, str]:
 
 
 def _same_run(line: str) -> str:
-    """``line`` with papermill's output notebook left out: two lines that differ only there run the same."""
+    """``line`` without what :func:`sized` replaces: papermill's output notebook, and a paper-cell
+    ``train``'s ``--set data_root=...`` (its data root here is the generated set whatever the line names).
+    Two lines that differ only there run the same command here."""
     words = shlex.split(line)
-    return shlex.join(words[:2] + words[3:]) if words[0] == "papermill" else shlex.join(words)
+    if words[0] == "papermill":
+        return shlex.join(words[:2] + words[3:])
+    if (
+        " train " in f" {line} "
+        and "--config" in words
+        and _is_paper_cell(words[words.index("--config") + 1])
+    ):
+        keep, i = [], 0
+        while i < len(words):
+            if words[i] == "--set" and i + 1 < len(words) and words[i + 1].startswith("data_root="):
+                i += 2
+                continue
+            keep.append(words[i])
+            i += 1
+        words = keep
+    return shlex.join(words)
+
+
+def _where(path: str, tried: list[Path]) -> Path | None:
+    """The first home of ``tried`` in which ``path`` (``~/...``) exists, a file or a folder."""
+    return next((h for h in tried if Path(path.replace("~", str(h), 1)).exists()), None)
 
 
 @pytest.fixture()
@@ -236,17 +271,24 @@ def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
     report = []
     for source, lines in sources:
         home, work = new_home()
+        here_before: list[Path] = []  # where this source's lines ran so far, in order
         for line in lines:
             if _same_run(line) in {_same_run(x) for x in ran}:
-                same = "the same command" + ("" if line in ran else ", up to papermill's output file")
+                same = "the same command" + ("" if line in ran else " up to what this test replaces")
                 report.append(f"{source}: `{line}` ran above ({same})")
                 ran[line] = next(h for x, h in ran.items() if _same_run(x) == _same_run(line))
+                here_before.append(ran[line])
                 continue
             words = shlex.split(line)
             here = home
-            if " train " in f" {line} " and "--resume" in words:  # where its checkpoint is
-                ckpt = words[words.index("--resume") + 1]
-                here = next(h for h in [home, *homes] if Path(ckpt.replace("~", str(h), 1)).is_file())
+            given = next(
+                (words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--resume", "--checkpoint")), ""
+            )
+            if given.startswith("~/"):  # where its checkpoint is: after the lines above it, else anywhere
+                tried = [*reversed(here_before), home, *homes]
+                here = _where(given, tried) or home
+                if "--resume" in words:
+                    assert _where(given, tried), f"`{line}`: no home holds {given}"
             elif (
                 " train " in f" {line} "
                 and "--config" in words
@@ -277,6 +319,7 @@ def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
                 else:  # another chapter's exercise: papermill ran every cell (exit status 0 above)
                     assert "injected-parameters" in str(nb.cells), line
             else:
+                started = time.time()
                 out = _run(cmd, here / "work", here, data_env).stdout
                 if words[:4] == ["python", "-m", "refseg_core", "data"]:
                     assert "verified" in out or "match the manifest" in out, out[-2000:]
@@ -286,7 +329,18 @@ def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
                     assert "wrote " in out and "last.pt" in out, out[-2000:]
                     if "--resume" not in words and _is_paper_cell(words[words.index("--config") + 1]):
                         assert "best.pt (what evaluate scores)" in out  # select_best, as the config says
+                elif " evaluate " in f" {line} " and given.startswith("~/") and "--out" not in words:
+                    ckpt = Path(given.replace("~", str(here), 1))
+                    if ckpt.is_dir():  # a run folder: the checkpoint its run selected
+                        assert re.search(r"scoring \S*best\.pt", out), out[-2000:]
+                    folder = ckpt if ckpt.is_dir() else ckpt.parent
+                    for split in [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--split"]:
+                        written = [
+                            f for f in folder.glob(f"eval_*_{split}.json") if f.stat().st_mtime >= started
+                        ]
+                        assert written, f"`{line}` wrote no eval file for {split} in {folder}:\n{out[-2000:]}"
             ran[line] = here
+            here_before.append(here)
             report.append(f"{source}: `{line}` ({what})")
     with capsys.disabled():
         print("\n" + "\n".join(report))
