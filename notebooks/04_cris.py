@@ -181,13 +181,11 @@ plt.show()
 # %% [markdown]
 # ### What CLIP already knows, pixel by pixel
 #
-# With OpenAI's weights, CLIP's image features can be compared with a sentence's CLIP embedding at every
+# With OpenAI's weights, CLIP's image features can be compared with a sentence's embedding at every
 # position, before any segmentation training: `refseg_core.clip_similarity` reads the value path of the
-# attention pool at each position (as MaskCLIP does) and takes the cosine with the text. This is the
-# alignment CRIS starts from. It needs OpenAI's weights: with `pretrained = "openai"` (Colab: set the
-# parameter and run all cells; open_clip downloads the weights) the next cell draws four phrases against
-# a real photograph that ships with matplotlib, in a figure of its own; without them it draws nothing and
-# says so.
+# attention pool at each position (as MaskCLIP does) and takes the cosine with the text — the alignment
+# CRIS starts from. With `pretrained = "openai"` (Colab: open_clip downloads the weights) the next cell
+# draws four phrases against a real photograph that ships with matplotlib; without it, it says so.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "CLIP's own cosine similarity between four phrases and every position of a real photograph (stride 32, colour bar shared within the row), with OpenAI's weights and no training for segmentation: look for each phrase's region standing out; CLIP's alignment is coarse at this stride, which is what CRIS's neck, decoder and head are trained to sharpen.", "name": "fig-cris-clip"}}
 PROMPTS = ["a flag", "a face", "a pair of glasses", "a navy uniform"]
@@ -231,19 +229,19 @@ images, tokens, masks = batch["image"], batch["tokens"], batch["mask"]
 tiny_shapes, tiny_feats = diagrams.forward_shapes(tiny0, images, tokens, outputs=True)
 
 MEANING = {
-    "v3": "layer2 map (stride 8)",
-    "v4": "layer3 map (stride 16)",
-    "v5": "dense attention pool (stride 32)",
-    "words": "per-token text states (ln_final)",
-    "state": "sentence vector (EOT, projected)",
+    "v3": "layer2, stride 8",
+    "v4": "layer3, stride 16",
+    "v5": "dense attention pool, stride 32",
+    "words": "per-token text states",
+    "state": "sentence vector",
     "pad_mask": "True at padding",
-    "fused": "neck output (stride 16)",
+    "fused": "neck output, stride 16",
     "decoder": "decoder output",
-    "word_attention": "pixel->word weights, last layer, mean over heads",
-    "pixel_embeddings": "projector: pixels at stride 4",
-    "kernel": "projector: per-sample 3x3 kernel",
-    "bias": "projector: per-sample bias",
-    "logits": "mask logits (stride 4)",
+    "word_attention": "pixel->word weights",
+    "pixel_embeddings": "head: pixels, stride 4",
+    "kernel": "head: 3x3 kernel",
+    "bias": "head: bias",
+    "logits": "mask logits, stride 4",
 }
 rows = [(f"`{k}`", tiny_shapes[k], big_shapes[k], what) for k, what in MEANING.items()]
 sizes = [f"{cfg.model}, {size} px", f"{full_model}, {full_input_size} px"]
@@ -276,9 +274,11 @@ show(DenseClipBackbone)
 # $\odot$ is element-wise — every channel of every pixel of $v_5$ is scaled by the sentence. $f_5$ is then
 # merged top-down with $v_4$ and bottom-up with $v_3$ (average-pooled to stride 16), the three levels are
 # aggregated, and two normalised coordinate channels are appended before a $3\times3$ convolution
-# (CoordConv {cite}`liu2018coordconv`), so that "left" or "top" can be read off a position.
+# (CoordConv {cite}`liu2018coordconv`), so that "left" or "top" can be read off a position. The neck
+# (open the listing to read it; the decoder and the head below, the paper's two contributions, are
+# shown open):
 
-# %%
+# %% tags=["hide-output"]
 show(CRISNeck)
 
 # %% [markdown]
@@ -395,10 +395,8 @@ margin = f"{100 * verdicts.MARGIN:.0f}-point margin"
 rows = [
     ("contrastive learning on / off",
      "no switch: the sentence-made kernel is the only head",
-     "not tested: the head the paper puts in its place would be new code, not the "
-     "official model"),
-    ("decoder on / off", "`num_layers: 0` in `model_overrides` (the neck's map then "
-     "reaches the head through the final LayerNorm only)",
+     "not tested: the head the paper uses instead is not in the official code"),
+    ("decoder on / off", "`num_layers: 0` in `model_overrides`",
      "not tested: one more smoke run (exercise 1)"),
     ("decoder depth", depth, "not tested: one more smoke run per depth (exercise 2)"),
 ]  # fmt: skip
@@ -425,6 +423,8 @@ show_markdown(
 run = notebook.trained_checkpoint(cfg, retrain=retrain, progress=False)
 ckpt = load_checkpoint(run)
 trained = model_from_checkpoint(ckpt)
+
+# %% tags=["hide-input"]
 val_metrics = engine.evaluate(trained, refer, input_size=size, threshold=thr)
 baselines = engine.trivial_baselines(refer, "val")
 print(f"{cfg.model} after {int(ckpt['epoch'])} epochs ({int(ckpt['step'])} steps)")
@@ -515,7 +515,7 @@ def token_names(text):
     return ["<sot>", *[tok.decode(t[j : j + 1]) for j in range(1, n - 1)], "<eot>"]
 
 
-fig = plt.figure(figsize=(14, 5.6))
+fig = plt.figure(figsize=(14, 5.0))
 grid = fig.add_gridspec(2, 1, hspace=0.45)
 for i, r in enumerate(reads[:2]):
     names = token_names(r["text"])
@@ -577,7 +577,7 @@ show(engine.official_epoch_lrs)
 show(engine.build_optimizer)
 show(engine.end_epoch)
 
-# %%
+# %% tags=["hide-input"]
 paper = resolve_config("cris_r50_refcoco")  # the official recipe, as a configuration
 intended = make_config(dict(paper.to_dict(), official_lr_quirk=False))
 groups = tiny0.param_groups(paper.lr, paper.backbone_lr_mult)
@@ -671,16 +671,12 @@ show_markdown(markdown_table(rows, headers=headers))
 # ### What was checked against the official code
 #
 # `benchmarks/compare_official_cris.py` imports the official implementation
-# (DerrickWang005/CRIS.pytorch) from a local checkout at run time and compares it with ours, both with the
-# *same random weights*: our model is built with random weights (BatchNorm and LayerNorm parameters and
-# statistics randomised too, so no layer is an identity), the official `CRIS` is built around the same
-# CLIP weights, all our weights are copied into it through
-# `refseg_core.models.cris_official.ours_to_official` with `strict=True`, and the inverse mapping must
-# give back every tensor. Then both get the same random images and the same tokens: in eval mode the
-# logits and the encoder outputs ($v_3, v_4, v_5$, word states, sentence vector) are compared; in
-# training mode with dropout off the loss and every parameter gradient; also the parameter counts per
-# part (the first table of this page) and our tokens against the official tokenizer's. The result file,
-# as written by the script:
+# (DerrickWang005/CRIS.pytorch) from a local checkout and compares it with ours under the *same random
+# weights* (BatchNorm and LayerNorm randomised too, so no layer is an identity), copied into the official
+# model by `refseg_core.models.cris_official.ours_to_official` with `strict=True` (the inverse mapping
+# must give back every tensor). Both get the same random images and tokens: in eval mode the logits and
+# the encoder outputs are compared; in training mode with dropout off, the loss and every parameter
+# gradient; also the parameter counts (the first table of this page) and the tokens. The result file:
 
 # %% tags=["hide-input"]
 eq = evidence.rows("cris_equivalence_cpu")  # by benchmarks/compare_official_cris.py
@@ -718,15 +714,15 @@ show_markdown(
 # %% [markdown]
 # ## Summary
 #
-# * CRIS keeps CLIP's encoders and reads them densely: three visual scales and one state per word.
-# * The neck gates the coarsest scale by the sentence and adds coordinates; the decoder lets every pixel
-#   read the words; the head scores every pixel embedding against the sentence. The paper writes the
-#   logit as a per-pixel ($1\times1$) product, the official code as a $3\times3$ kernel made from the
-#   sentence plus a bias; the paper's "contrastive" loss is a per-pixel sigmoid BCE in both.
-# * Of the paper's ablations (contrastive learning, decoder, decoder depth), the last two are a keyword
-#   away (exercises 1 and 2); none is run on this page.
-# * The trained smoke model was shown the same images under two sentences; the verdict against the
-#   language-blind baselines is computed with a margin, and the attention maps are measured, not read.
+# * CRIS reads CLIP's encoders densely (three visual scales, one state per word); the neck gates the
+#   coarsest scale by the sentence; the decoder lets every pixel read the words; the head scores every
+#   pixel embedding against the sentence — a $1\times1$ product in the paper's equation, a $3\times3$
+#   kernel plus a bias made from the sentence in the official code. The paper's "contrastive" loss is a
+#   per-pixel sigmoid BCE in both.
+# * Two of the paper's three ablations (decoder on / off, its depth) are a keyword away (exercises 1
+#   and 2); none is run on this page.
+# * The trained smoke model's verdict against the language-blind baselines is computed with a margin,
+#   and its attention maps are measured, not read off the colours.
 # * The official code trains the backbone at the full rate in epoch 1 and never freezes the token
 #   embedding; both are reproduced by default or by a flag, and both can be switched to what was meant.
 #
