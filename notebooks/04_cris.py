@@ -112,7 +112,8 @@ refer = engine.prepare_data(cfg)  # generates the synthetic dataset on first use
 # `pretrained = "openai"`) and run one letterboxed synthetic image at `full_input_size` through it, in
 # eval mode and without gradients. The parameter count of each part is computed now; next to it are the
 # counts of the official code with the same random weights, read from the committed comparison with the
-# official implementation (`refseg_core.evidence`, described at the end of the page).
+# official implementation (`refseg_core.evidence`, described at the end of the page);
+# {numref}`fig-cris-pipeline` then draws the model with the shapes this pass produced.
 
 
 # %%
@@ -143,9 +144,6 @@ for name, m in parts.items():
     rows.append((name, ours / 1e6, official[name] / 1e6))
 headers = ["part", "ours (M, counted now)", "official code (M, same random weights)"]
 show_markdown(markdown_table(rows, headers=headers))
-
-# %% [markdown]
-# {numref}`fig-cris-pipeline` draws the model with the shapes this pass produced.
 
 # %% mystnb={"figure": {"caption": "CRIS as the paper's Fig. 2 and the official code build it: CLIP's image encoder read at three scales, its text encoder read per word (words) and per sentence (state); the neck gates the coarsest map by the sentence; the decoder lets every pixel attend to the words; the head turns the sentence into a 3×3 kernel (plus a bias) applied to the pixel embeddings. Each box gives the shapes of its outputs in the full-size forward pass above (batch dimension left out).", "name": "fig-cris-pipeline"}}
 fig = diagrams.cris_pipeline(big_shapes)
@@ -293,8 +291,8 @@ show(CRISNeck)
 show(DecoderLayer)
 
 # %% [markdown]
-# The decoder stacks such layers (three in the paper, one in the tiny model) with sine positions — 2-D
-# for pixels, 1-D for words — and a final LayerNorm. The result is a map in which every pixel has read the
+# The decoder stacks `num_layers` such layers (three in the paper) with sine positions — 2-D for
+# pixels, 1-D for words — and a final LayerNorm. The result is a map in which every pixel has read the
 # whole expression (open the listing to read it):
 
 # %% tags=["hide-output"]
@@ -334,15 +332,11 @@ show(VisionLanguageDecoder)
 # mode="nearest"))`, where $\tilde g$ is the letterboxed mask resized to $H/4$ by nearest neighbour (its
 # values are soft at the object's edges, since the mask is warped with linear interpolation; the paper's
 # $\mathcal{P}$ and $\mathcal{N}$ are hard). The paper's form is the special case of a kernel that is zero
-# except at its centre and a zero bias. The head, as the official code builds it:
+# except at its centre and a zero bias. The head, as the official code builds it, and the model's loss
+# (the paper's BCE, nothing else):
 
 # %%
 show(TextToPixelProjector)
-
-# %% [markdown]
-# and the loss of the model (the paper's BCE, nothing else):
-
-# %%
 show(CRIS.loss)
 
 # %% [markdown]
@@ -439,7 +433,7 @@ show_markdown(verdict)
 # checkpoint the papers score (the best epoch on a validation or a test split) is the subject of
 # {doc}`06_evaluation`.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The training run behind the figures below: loss (BCE plus the Dice term, log scale) against the step, and validation mIoU after each epoch (each ref's first sentence, as the official code validates during training). Look for the loss falling steeply in the first epochs and the validation curve flattening.", "name": "fig-cris-curve"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The training run behind the figures below: loss (BCE plus the Dice term, log scale) against the step, and validation mIoU after each epoch (each ref's first sentence, as the official code validates during training). Look for the loss falling steeply in the first epochs, and for whether the validation curve has levelled off by the last epoch: a fixed smoke budget stops the run, not convergence.", "name": "fig-cris-curve"}}
 history = ckpt["history"]
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
 logged = [r for r in history if "images_per_s" in r]
@@ -529,19 +523,28 @@ plt.show()
 # %% [markdown]
 # For each sentence of the pair: the attention a pixel pays to the sentence's words proper (all tokens
 # but `<sot>` and `<eot>`), averaged over its own target and over the other sentence's target
-# (`refseg_core.word_attention`; cells weighted by how much of them the object covers). If the decoder
-# followed the words, each row's first value would exceed its second.
+# (`refseg_core.word_attention`; cells weighted by how much of them the object covers). If the last
+# decoder layer singled out the named object, each row's first value would exceed its second. Where it
+# does not, the sentence can still steer the mask ({numref}`fig-cris-sentences`) through the neck's gate
+# and the head's kernel, both made from the sentence vector.
 
 # %% tags=["hide-input"]
-rows = []
+rows, gaps = [], []
 for r, other in [(reads[0], reads[1]), (reads[1], reads[0])]:
     attn = r["feats"]["word_attention"][0, : len(token_names(r["text"]))].numpy()
     own = words_on_region(attn, r["boxed"])
     elsewhere = words_on_region(attn, other["boxed"])
     values = (f"{own:.3f}", f"{elsewhere:.3f}", f"{own - elsewhere:+.3f}")
     rows.append((f"“{r['text']}”", *values))
+    gaps.append(own - elsewhere)
 headers = ["sentence", "on its own target", "on the other target", "own − other"]
 show_markdown(markdown_table(rows, headers=headers))
+n_own = sum(d > 0 for d in gaps)
+show_markdown(
+    f"{n_own} of the {len(gaps)} sentences put more word attention on their own target "
+    f"than on the other one; the largest gap is {max(map(abs, gaps)):.3f} of attention "
+    "weight."
+)
 
 # %% [markdown]
 # ## Reproduction notes
