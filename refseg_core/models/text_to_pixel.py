@@ -2,7 +2,9 @@
 sentence vector ``z_t`` and trains ``sigmoid(z_t . z_v)`` with binary cross-entropy ("text-to-pixel
 contrastive learning"); the official code (``model/layers.py``, ``Projector``) generates a per-sample 3x3
 kernel plus a bias from the sentence and applies it as a grouped convolution: the logit at a pixel is the
-kernel's product with the 3x3 neighbourhood of embeddings, not a 1x1 dot product.
+kernel's product with the 3x3 neighbourhood of embeddings, not a 1x1 dot product. ``kernel_size=1`` gives
+the paper's per-pixel product (plus the bias); the official model, and every ``cris_*`` model, uses 3.
+The loss on these logits is the paper's, a per-pixel sigmoid BCE (:meth:`refseg_core.models.cris.CRIS.loss`).
 """
 
 from __future__ import annotations
