@@ -51,9 +51,10 @@ lts_overrides = {}
 retrain = False  # True: train both runs again even where a finished run exists
 dry_run = False  # print the resolved configurations and stop before training
 # Evaluation.
-real_data_root = None  # None: the runs' own (synthetic) data; else a data_root `data fetch` filled
-real_dataset = None  # with real_data_root: None (the runs' dataset) or e.g. "refcoco_m" (RefCOCO-M)
-splits = None  # None: every split except train (RefCOCO: val, testA, testB); must include val
+# Real data: a data_root filled by `python -m refseg_core data fetch` (None: synthetic data)
+real_data_root = None  # e.g. "~/refseg-book/data"
+real_dataset = None  # None: the runs' dataset; "refcoco_m": RefCOCO-M (val only)
+splits = None  # None: all but train (RefCOCO: val, testA, testB); must include val
 threshold = 0.35  # the official CRIS threshold on the sigmoid
 eval_batch = 32
 num_threads = 2  # torch CPU threads; 1 when other processes share the cores
@@ -71,6 +72,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.ticker import MaxNLocator
 from torch.utils.data import DataLoader
 
 from refseg_core import best_vs_last, engine, per_sentence, published, verdicts
@@ -86,7 +88,7 @@ from refseg_core.data.transforms import LetterboxParams, inverse_letterbox
 from refseg_core.engine import postprocess
 from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.engine.selection import pick_checkpoint
-from refseg_core.metrics import PR_THRESHOLDS, RefSegMetrics
+from refseg_core.metrics import RefSegMetrics
 from refseg_core.notebook import (
     finish_dry_run,
     resolve_config,
@@ -127,9 +129,9 @@ for key, run_cfg in run_cfgs.items():
     ckpt = load_checkpoint(checkpoints[key])
     models[key], configs[key] = model_from_checkpoint(ckpt), make_config(ckpt["config"])
     n = f"{sum(p.numel() for p in models[key].parameters()) / 1e6:.2f}M"
-    c, steps = configs[key], (int(ckpt["epoch"]), int(ckpt["step"]), checkpoints[key].name)
-    about.append((key, models[key].config["name"], n, c.input_size, c.dataset, *steps))
-heads = ["", "model", "params", "input", "data", "epochs", "steps", "file"]
+    c, ran = configs[key], (int(ckpt["epoch"]), int(ckpt["step"]))
+    about.append((key, models[key].config["name"], n, c.input_size, c.dataset, *ran))
+heads = ["", "model", "params", "input", "data", "epochs", "steps"]
 show_markdown(markdown_table(about, headers=heads))
 name = {k: m.config["name"] for k, m in models.items()}
 
@@ -144,9 +146,10 @@ if trained_on["cris"] != trained_on["lts"]:
 real = {}  # the runs' own data, or the real data in real_data_root
 if real_dataset is not None:
     if real_data_root is None:
-        raise ValueError("parameter real_dataset needs real_data_root (the folder data fetch filled)")
+        raise ValueError("parameter real_dataset needs real_data_root (fetched data)")
     if real_dataset not in VALID_SPLITS_BY or real_dataset == "grefcoco":
-        raise ValueError(f"parameter real_dataset: one of {sorted(VALID_SPLITS_BY)} but grefcoco")
+        known = sorted(set(VALID_SPLITS_BY) - {"grefcoco"})
+        raise ValueError(f"parameter real_dataset: one of {known}, not {real_dataset}")
     real = {"dataset": real_dataset, "split_by": VALID_SPLITS_BY[real_dataset][0]}
 if real_data_root is not None:
     real |= {"data_root": str(Path(real_data_root).expanduser()), "synthetic": False}
@@ -169,7 +172,9 @@ eval_splits = (
 )
 # RefCOCO-M is not RefCOCO val: its scores carry its name wherever they are printed
 split_name = {s: f"RefCOCO-M {s}" if dataset == "refcoco_m" else s for s in eval_splits}
-sizes = ", ".join(f"{split_name[s]} ({len(refer.sentences(s))} sentences)" for s in eval_splits)
+VAL = split_name.get("val", "val")
+n_sent = {s: len(refer.sentences(s)) for s in eval_splits}
+sizes = ", ".join(f"{split_name[s]} ({n} sentences)" for s, n in n_sent.items())
 data_kind = "synthetic" if synthetic else "real"
 print(f"{data_kind} {label(dataset)} ({split_by}) in {data.data_root}: {sizes}")
 
@@ -282,12 +287,13 @@ for split in eval_splits:
 print(f"eval files written to {eval_output_dir}")
 
 # %% tags=["hide-input"]
-cols = ["mIoU", "oIoU"] + [f"prec@{t}" for t in PR_THRESHOLDS]
+cols = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
 table = []
 for split in eval_splits:
     named = {name[k]: results[k, split] for k in models}
     named |= {f"*{b.replace('_', ' ')}*": m for b, m in baselines[split].items()}
-    table += [[split_name[split], n] + [100 * m[c] for c in cols] for n, m in named.items()]
+    for n, m in named.items():
+        table.append([split_name[split], n, *(100 * m[c] for c in cols)])
 show_markdown(markdown_table(table, headers=["split", "model (percent)"] + cols))
 
 # %% tags=["hide-input"]
@@ -376,14 +382,14 @@ print(f"ours on {data_kind} {label(dataset)}")
 run_folder = checkpoints["cris"].parent
 kept_best = (run_folder / "best.pt").is_file()
 if kept_best:
-    chosen = {which: pick_checkpoint(run_folder, which)[0] for which in ("best", "last")}
+    chosen = {w: pick_checkpoint(run_folder, w)[0] for w in ("best", "last")}
     record = best_vs_last.best_record(run_folder)
     last_epoch = int(load_checkpoint(chosen["last"])["epoch"])
     print(
         f"best.pt: epoch {record['epoch']} of {last_epoch}, {record['split']} mIoU "
         f"{100 * record['mIoU']:.2f} during training (first sentence of each ref)"
     )
-    print(pick_checkpoint(run_folder)[1])  # the choice `evaluate --checkpoint <folder>` makes
+    print(pick_checkpoint(run_folder)[1])  # what `evaluate --checkpoint <folder>` picks
 else:
     print(f"{run_folder} holds no best.pt: its configuration sets select_best: false")
 
@@ -394,7 +400,9 @@ if kept_best:
     ax.plot(epochs_seen, 100 * np.array(val_scores), marker="o", label="val mIoU")
     ax.axvline(record["epoch"], color="C3", ls="--", lw=1, label="best.pt")
     ax.axvline(last_epoch, color="grey", ls=":", lw=1.5, label="last.pt")
-    ax.set(xlabel="epoch", ylabel="val mIoU (%)")
+    top = max(1, 105 * max(val_scores))
+    ax.set(xlabel="epoch", ylabel="val mIoU (%)", ylim=(0, top))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{name['cris']}: validation during training", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -418,9 +426,12 @@ if kept_best:
             batch_size=eval_batch,
             threshold=threshold,
         )
-    heads = ["split", "best.pt mIoU", "last.pt mIoU", "best - last", "best.pt oIoU", "last.pt oIoU"]
-    show_markdown(markdown_table(best_vs_last.rows(scored, eval_splits, split_name), headers=heads))
-    names = {"best": f"best.pt (epoch {record['epoch']})", "last": f"last.pt (epoch {last_epoch})"}
+    heads = ["split", "best.pt mIoU", "last.pt mIoU", "best - last"]
+    heads += ["best.pt oIoU", "last.pt oIoU"]
+    rows = best_vs_last.rows(scored, eval_splits, split_name)
+    show_markdown(markdown_table(rows, headers=heads))
+    names = {"best": f"best.pt (epoch {record['epoch']})"}
+    names["last"] = f"last.pt (epoch {last_epoch})"
     lines = best_vs_last.verdict_lines(scored, eval_splits, names, split_name)
     show_markdown("\n".join(f"* {line}" for line in lines))
 
@@ -465,7 +476,7 @@ for t in thresholds:
     acc.update_many([p > t for p in probs], targets)
     sweep[t] = acc.compute()
 gap = abs(sweep[threshold]["mIoU"] - results[focus_model, "val"]["mIoU"])
-print(f"{name[focus_model]} val mIoU at {threshold}: sweep - evaluate = {gap:.1e}")
+print(f"{name[focus_model]} {VAL} mIoU at {threshold}: sweep - evaluate = {gap:.1e}")
 assert gap < 1e-9
 best_t = max(thresholds, key=lambda t: sweep[t]["mIoU"])
 
@@ -475,8 +486,8 @@ for metric in ("mIoU", "oIoU"):
     ys = [100 * sweep[t][metric] for t in thresholds]
     ax.plot(thresholds, ys, marker=".", label=metric)
 ax.axvline(threshold, color="grey", ls="--", lw=1, label=f"official {threshold}")
-ax.set(xlabel="threshold on the probability", ylabel="val score (%)")
-ax.set_title(f"{name[focus_model]}: threshold sensitivity on val", fontsize=10)
+ax.set(xlabel="threshold on the probability", ylabel=f"{VAL} score (%)")
+ax.set_title(f"{name[focus_model]}: threshold sensitivity on {VAL}", fontsize=10)
 ax.grid(alpha=0.3)
 ax.legend(fontsize=8)
 plt.tight_layout()
@@ -484,7 +495,7 @@ plt.show()
 
 # %% tags=["hide-input"]
 spread = [100 * s["mIoU"] for s in sweep.values()]
-print(f"over the swept range val mIoU spans {min(spread):.2f} to {max(spread):.2f}")
+print(f"over the swept range {VAL} mIoU spans {min(spread):.2f} to {max(spread):.2f}")
 show_markdown(
     verdicts.compare(
         sweep[best_t]["mIoU"],
@@ -511,7 +522,7 @@ def best_and_worst(key: str) -> None:
     recs = ranked[key][::-1][:num_examples] + ranked[key][:num_examples]
     fig, axes = grid(len(recs), cols=num_examples, size=2.2)
     per_sentence.draw(axes, recs, refer, sentence_of, wrap=26)
-    fig.suptitle(f"{name[key]}: best (top), worst (bottom) val sentences", fontsize=10)
+    fig.suptitle(f"{name[key]}: best (top), worst (bottom) {VAL} sentences", fontsize=10)
     plt.tight_layout()
     plt.show()
 
