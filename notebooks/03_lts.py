@@ -16,19 +16,16 @@
 #
 # **What you will learn.** How "Locate then Segment" {cite}`jing2021lts` splits referring segmentation
 # into *where* the referred object is (a coarse **position prior**) and *which pixels* belong to it; how
-# this book builds each step, in equations, code and tensor shapes; what the prior of a trained model
-# does when one image is described by two sentences; and what a small ablation can and cannot say.
+# this book builds each step, in equations, code and shapes; what the prior of a trained model does
+# when one image is described by two sentences; and what a small ablation can and cannot say.
 #
 # **Whose is what.** The authors released no code, and the paper's full text could not be checked for
 # this book, so no section number of it is cited: what the page attributes to the paper comes from its
-# abstract and the caption of its Fig. 2. Each step below starts with **The paper** (what those two
-# sources state) and goes on with **This book's design** (how `refseg_core` builds it, where another
-# reimplementation may choose differently). The table of open choices at the end gives each design
-# choice's keyword, or the place in the code where it is fixed.
-#
-# Everything runs on a CPU with `lts_tiny` (the same topology at 1/8 width) on the small generated
-# images of chapter 1: the numbers are *smoke-scale*; they show how the pieces work, not what LTS scores
-# on RefCOCO.
+# abstract and its Fig. 2 caption. Each step starts with **The paper** (what those state) and goes on
+# with **This book's design** (how `refseg_core` builds it; another reimplementation may differ). The
+# last table gives each design choice's keyword, or the place in the code where it is fixed. Everything
+# runs on a CPU with `lts_tiny` (the same topology at 1/8 width) on the generated images of chapter 1:
+# *smoke-scale* numbers, which show how the pieces work, not what LTS scores on RefCOCO.
 
 # %%
 import sys
@@ -58,20 +55,15 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from refseg_core import diagrams, engine, lts_ablation, lts_figures, lts_paper, verdicts
+from refseg_core import engine, lts_ablation, lts_figures, lts_paper, notebook, verdicts
 from refseg_core.data.dataset import RefSegDataset, collate
+from refseg_core.diagrams import forward_shapes, lts_pipeline
 from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.listings import show_class
 from refseg_core.models import lts, lts_fusion, lts_segment, position_prior
 from refseg_core.models.darknet import DarkNet53
 from refseg_core.models.gru_text import GRUTextEncoder
-from refseg_core.notebook import (
-    finish_dry_run,
-    resolve_config,
-    show_markdown,
-    show_source,
-    trained_checkpoint,
-)
+from refseg_core.notebook import finish_dry_run, resolve_config, show_markdown
 from refseg_core.prior_peaks import prior_peak_rates
 from refseg_core.published import lookup
 from refseg_core.sentence_pairs import same_image_pairs
@@ -97,11 +89,17 @@ print(f"{type(untrained).__name__}: {n_params:.2f}M parameters, {n_words} words"
 # %% [markdown]
 # ## What the paper says
 #
-# The paper's statements this chapter builds on, where they come from, and what the book does with
-# each (`refseg_core.lts_paper` keeps them as data):
+# The paper's statements this chapter builds on, where they come from and what the book does with
+# each (`refseg_core.lts_paper`), then the overall IoU it reports at full scale (416×416 inputs, a
+# COCO-pretrained DarkNet-53, RefCOCO-size training; `refseg_core.published.lookup`), which the smoke
+# numbers below cannot be compared with. The abstract's gains are relative to the best method before
+# LTS, whose numbers this book does not ship, so the page does not check them.
 
 # %%
 show_markdown(lts_paper.claims_table())
+paper = lookup(method="LTS", metric="oIoU")
+rows = [(r["dataset"], r["split"], r["value"]) for r in paper]
+show_markdown(markdown_table(rows, headers=["dataset", "split", "LTS oIoU (paper)"]))
 
 # %% [markdown]
 # ## The pipeline, drawn
@@ -122,32 +120,14 @@ show_markdown(lts_paper.claims_table())
 # $$\mathcal{L} = \mathrm{BCE}(M, \hat G_{4}) + \lambda\, \mathrm{BCE}(P, \hat G_{8}),$$
 #
 # where $\hat G_s$ is the ground-truth mask area-averaged to the stride-$s$ grid (the fraction of each
-# cell the object covers). The table and {numref}`fig-lts-pipeline` come from one forward pass of the
-# untrained tiny model on four validation samples.
+# cell the object covers). {numref}`fig-lts-pipeline` is drawn from one forward pass of the untrained
+# tiny model on four validation samples: each box gives the shapes of its outputs.
 
-# %% tags=["hide-input"]
+# %% mystnb={"figure": {"caption": "LTS as this book builds it. The paper names the encoders and the three numbered steps (fuse, locate, segment); the module names in brackets are this book's designs. Each box gives the shapes of its outputs in one forward pass of four validation samples (batch dimension left out; V3-V5 are the ConvNet's maps at strides 8, 16, 32).", "name": "fig-lts-pipeline"}}
 val_ds = RefSegDataset(refer, "val", untrained.tokenizer, cfg.input_size, train=False)
 batch = collate([val_ds[i] for i in range(4)])
-shapes = diagrams.forward_shapes(untrained, batch["image"], batch["tokens"])
-MEANING = {
-    "images": "letterboxed, normalised images",
-    "tokens": "word ids, zero-padded",
-    "v3": "ConvNet map, stride 8",
-    "v4": "ConvNet map, stride 16",
-    "v5": "ConvNet map, stride 32",
-    "words": "bi-GRU state per word",
-    "sentence": "bi-GRU sentence vector s",
-    "fused": "cross-modal features F (stride 8)",
-    "prior_logits": "position prior P (stride 8)",
-    "word_attention": "pixel-to-word attention, last layer",
-    "decoder": "[F; σ(P)], what the segment head reads",
-    "logits": "mask logits M (stride 4)",
-}
-rows = [(f"`{k}`", str(shapes[k]), MEANING[k]) for k in MEANING]
-show_markdown(markdown_table(rows, headers=["tensor", "shape (B, ...)", "what"]))
-
-# %% mystnb={"figure": {"caption": "LTS as this book builds it. The paper names the encoders and the three numbered steps (fuse, locate, segment); the module names in brackets are this book's designs. Each box gives the shapes of its outputs in the forward pass of the table above (batch dimension left out).", "name": "fig-lts-pipeline"}}
-fig = diagrams.lts_pipeline(shapes, interaction=untrained.config["interaction"])
+shapes = forward_shapes(untrained, batch["image"], batch["tokens"])
+fig = lts_pipeline(shapes, interaction=untrained.config["interaction"])
 plt.show()
 
 # %% [markdown]
@@ -241,7 +221,7 @@ show_class(position_prior.FilterLocate)
 # centre instead):
 
 # %%
-show_source(position_prior.prior_target_mask)
+notebook.show_source(position_prior.prior_target_mask)
 
 # %% [markdown]
 # ## Step 3, segment
@@ -259,12 +239,14 @@ show_source(position_prior.prior_target_mask)
 show_class(lts_segment.SegmentHead)
 
 # %% [markdown]
-# **The model** (`LTS`, this book's) joins the parts. `forward_features` returns the intermediates by
-# name (CRIS returns the same keys, chapter 4); `model(images, tokens)` is its `logits`. `LTS.loss`
-# (in the same file) adds the two cross-entropies with $\lambda$ = `prior_weight` (1.0; the paper gives
-# no value).
+# **The model** (`LTS`, this book's) joins the parts: `forward_features` runs the encoders, then
+# `fused = fusion(V, s)`, `prior = locator(fused, words)`, `decoder = cat(fused, σ(prior))` and
+# `logits = segment(decoder)`, and returns them by name (CRIS returns the same keys, chapter 4);
+# `model(images, tokens)` is its `logits`. `LTS.loss` adds the two cross-entropies with $\lambda$ =
+# `prior_weight` (1.0; the paper gives no value). The listing of `__init__` and `forward_features` is
+# folded: it wires the parts shown above.
 
-# %%
+# %% tags=["hide-output"]
 show_class(lts.LTS, ("__init__", "forward_features"))
 
 # %% [markdown]
@@ -278,7 +260,7 @@ show_class(lts.LTS, ("__init__", "forward_features"))
 # ground-truth instance masks).
 
 # %%
-run = trained_checkpoint(cfg, retrain=retrain, progress=False)
+run = notebook.trained_checkpoint(cfg, retrain=retrain, progress=False)
 ckpt = load_checkpoint(run)
 model = model_from_checkpoint(ckpt)
 at = dict(input_size=cfg.input_size, batch_size=cfg.batch_size)
@@ -368,8 +350,8 @@ variants = {
 }
 runs = lts_ablation.train_variants(cfg, variants, run_epochs)
 ablation = {n: engine.evaluate(r.model, refer, **at) for n, r in runs.items()}
-rows = [(n, r.history[-1]["step"], round(r.train_time_s)) for n, r in runs.items()]
-show_markdown(markdown_table(rows, headers=["variant", "steps", "training time (s)"]))
+for n, r in runs.items():
+    print(f"{n}: {r.history[-1]['step']} steps in {r.train_time_s:.0f} s")
 label = f"val, {run_epochs} epochs each (%)"
 named = {f"LTS ({n})": s for n, s in ablation.items()}
 show_markdown(metrics_table({**named, **baselines}, label=label))
@@ -394,19 +376,6 @@ show_markdown("\n".join(f"* {line}" for line in lines))
 # One seed and a few epochs make a small experiment: "cannot tell" is the honest answer at this scale
 # where the verdict says so, and not evidence that the prior is useless.
 #
-# ## The paper's numbers
-#
-# The overall IoU the paper reports at full scale (416×416 inputs, a COCO-pretrained DarkNet-53,
-# RefCOCO-size training), read with `refseg_core.published.lookup`; not comparable with the smoke
-# numbers above. The abstract's gains (the table of the paper's statements at the top) are relative to
-# the best method before LTS, whose numbers this book does not ship, so the page does not check them.
-
-# %%
-paper = lookup(method="LTS", metric="oIoU")
-rows = [(r["dataset"], r["split"], r["value"]) for r in paper]
-show_markdown(markdown_table(rows, headers=["dataset", "split", "LTS oIoU (paper)"]))
-
-# %% [markdown]
 # ## The choices the paper leaves open
 #
 # Every design above that the abstract and the Fig. 2 caption do not state is this book's choice. Each
@@ -421,17 +390,13 @@ print(f"notebook ran in {time.time() - t_notebook:.0f} s")
 # %% [markdown]
 # ## Summary
 #
-# * The paper {cite}`jing2021lts` (abstract, Fig. 2 caption): a ConvNet and a bi-GRU, fused; a
-#   cross-modal interaction locates the referent as a position prior; the prior and the fused features
-#   are decoded into the mask by a light-weight network. It claims gains on RefCOCO+ and RefCOCOg over
-#   the previous best, and interpretability.
+# * The paper {cite}`jing2021lts` (abstract, Fig. 2 caption): encoders, fuse, locate (the position
+#   prior), segment; gains on RefCOCO+ and RefCOCOg, and interpretability, are its claims.
 # * This book's designs: a sentence-gated, coordinate-aware multi-level fusion of DarkNet-53
-#   {cite}`redmon2018yolov3` features; transformer and filtering interactions; an area-averaged mask as
-#   the prior's target; a dilated convolutional head. The last table gives each choice's keyword or the
-#   place where it is fixed.
-# * {numref}`fig-lts-prior` shows whether the trained prior moves with the sentence; the peak check
-#   measures it against the other object's sentence, chance and the image centre.
-# * The ablation compares like with like and says "cannot tell" unless a difference exceeds the margin.
+#   {cite}`redmon2018yolov3` features, two interactions, an area-averaged prior target, a dilated head;
+#   the last table gives each choice's keyword or where it is fixed.
+# * The prior's peak is measured against the other object's sentence, chance and the image centre; the
+#   ablation compares like with like and says "cannot tell" inside the margin.
 #
 # ## Exercises
 #

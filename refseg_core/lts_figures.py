@@ -9,6 +9,7 @@ above the threshold is drawn as such and says so, instead of looking like an unf
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -83,43 +84,57 @@ def _map_on_image(ax, image, values, vmin, vmax, target=None):
     return im
 
 
-def prior_rows(located: Sequence[dict], sentences: Sequence[str], panel: float = 2.7):
-    """One row per sample: the image with its target (dashed), the prior sigma(P) over it on a 0-1 scale
-    with its peak cell marked (x), and the predicted mask. One colour bar for every prior."""
-    n = len(located)
-    fig, axes = plt.subplots(n, 3, figsize=(3 * panel + 0.9, panel * n + 0.2), squeeze=False)
+def _mask_panel(ax, loc):
+    """The predicted mask over the image with the target (dashed); an empty mask says so."""
+    empty = not loc["mask"].any()
+    overlay(ax, loc["image"], loc["mask"], contour=loc["target"])
+    ax.set_title(f"{'empty mask' if empty else 'mask'}, IoU {loc['iou']:.2f}", fontsize=10)
+    if empty:
+        ax.text(
+            0.5,
+            0.5,
+            f"no pixel\nabove {loc['threshold']:g}",
+            ha="center",
+            va="center",
+            color="white",
+            fontsize=9,
+            transform=ax.transAxes,
+        )
+
+
+def prior_rows(located: Sequence[dict], sentences: Sequence[str], panel: float = 1.9):
+    """One row per image, for two samples (two sentences) of it side by side: the prior sigma(P) over
+    the image on a 0-1 scale with its peak cell marked (x) and the target dashed, then the predicted
+    mask. ``located`` and ``sentences`` hold the samples in pairs (an odd last one is drawn alone). One
+    colour bar for every prior."""
+    n_rows = math.ceil(len(located) / 2)
+    head = 0.85  # inches above each row: the sentence (up to two lines) and the panel titles
+    fig = plt.figure(figsize=(4 * panel + 1.1, (panel + head) * n_rows))
+    grid = fig.add_gridspec(
+        2 * n_rows, 2, height_ratios=[head, panel] * n_rows, left=0.01, right=0.89, top=0.995, bottom=0.01
+    )
+    grid.update(wspace=0.08, hspace=0.0)
     im = None
-    for row, loc, sentence in zip(axes, located, sentences):
-        overlay(row[0], loc["image"], None, contour=loc["target"], title=f"“{sentence}”", wrap=34)
+    for k, (loc, sentence) in enumerate(zip(located, sentences)):
+        row, col = divmod(k, 2)
+        ax_head = fig.add_subplot(grid[2 * row, col])
+        ax_head.axis("off")
+        text = "\n".join(textwrap.wrap(f"“{sentence}”", 44))
+        ax_head.text(0.5, 0.88, text, ha="center", va="top", fontsize=10.5, transform=ax_head.transAxes)
+        cell = grid[2 * row + 1, col].subgridspec(1, 2, wspace=0.04)
+        ax_prior, ax_mask = fig.add_subplot(cell[0, 0]), fig.add_subplot(cell[0, 1])
+        ax_prior.set_title("prior σ(P), peak ×", fontsize=10)
         if loc["prior"] is None:
-            row[1].axis("off")
-            row[1].text(0.5, 0.5, "no prior (use_prior=False)", ha="center", transform=row[1].transAxes)
+            overlay(ax_prior, loc["image"], None, contour=loc["target"])
+            ax_prior.text(0.5, 0.5, "no prior", ha="center", color="white", transform=ax_prior.transAxes)
         else:
-            im = _map_on_image(row[1], loc["image"], loc["prior"], 0.0, 1.0, loc["target"])
+            im = _map_on_image(ax_prior, loc["image"], loc["prior"], 0.0, 1.0, loc["target"])
             (r, c), (h, w) = loc["peak"], loc["prior"].shape
             ih, iw = loc["image"].shape[:2]
-            row[1].plot((c + 0.5) * iw / w, (r + 0.5) * ih / h, "x", color="cyan", ms=9, mew=2.2)
-            row[1].set_title(f"prior σ(P), peak ×, max {loc['prior'].max():.2f}", fontsize=9)
-        if loc["mask"].any():
-            title = f"mask, IoU {loc['iou']:.2f}"
-        else:
-            title = f"empty mask, IoU {loc['iou']:.2f}"
-            row[2].text(
-                0.5,
-                0.5,
-                f"no pixel above {loc['threshold']:g}",
-                ha="center",
-                va="center",
-                color="white",
-                fontsize=9,
-                transform=row[2].transAxes,
-            )
-        overlay(row[2], loc["image"], loc["mask"], contour=loc["target"], title=title)
-    fig.subplots_adjust(
-        left=0.01, right=0.88, top=1 - 0.45 / (panel * n), bottom=0.01, wspace=0.06, hspace=0.3
-    )
+            ax_prior.plot((c + 0.5) * iw / w, (r + 0.5) * ih / h, "x", color="cyan", ms=8, mew=2)
+        _mask_panel(ax_mask, loc)
     if im is not None:
-        cax = fig.add_axes([0.9, 0.15, 0.022, 0.7], label="colour bar")
+        cax = fig.add_axes([0.91, 0.15, 0.02, 0.7], label="colour bar")
         fig.colorbar(im, cax=cax, label="prior probability σ(P)")
     return fig
 

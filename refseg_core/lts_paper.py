@@ -10,8 +10,9 @@ abstract's improvements over the previous state of the art, in points).
 
 from __future__ import annotations
 
-ABSTRACT = "LTS paper, abstract"
-FIG2 = "LTS paper, Fig. 2 caption"
+ABSTRACT = "abstract"
+FIG2 = "Fig. 2 caption"
+BOTH = f"{ABSTRACT}, {FIG2}"
 
 GAINS = (
     {"dataset": "RefCOCO+", "points": 3.2, "source": ABSTRACT},
@@ -24,43 +25,40 @@ CLAIMS = (
     (
         "a ConvNet encodes the image, a bi-GRU the expression",
         FIG2,
-        "DarkNet-53 (reported by others, not stated there) and a bi-GRU",
+        "DarkNet-53 (reported by others) and a bi-GRU",
     ),
     (
         "visual and textual features are fused into cross-modal features",
-        f"{ABSTRACT}; {FIG2}",
-        "how they are fused is this book's design (Fusion)",
+        BOTH,
+        "the fusion is this book's design",
     ),
     (
-        'a cross-modal interaction ("e.g. filtering and transformer") locates the referent '
-        "as an object position prior",
-        f"{ABSTRACT}; {FIG2}",
-        "both interactions built (TransformerLocate, FilterLocate); their layers and the prior's "
-        "target are this book's designs",
+        'a cross-modal interaction ("e.g. filtering and transformer") locates the referent: the position prior',
+        BOTH,
+        "both built; their layers and the prior's target are this book's",
     ),
     (
-        "the prior is concatenated with the cross-modal features; a light-weight convolutional "
-        "network produces the mask",
-        f"{ABSTRACT}; {FIG2}",
-        "concatenation as the paper says; the head (SegmentHead) is this book's design",
+        "the prior is concatenated with the cross-modal features; a light-weight convolutional network gives the mask",
+        BOTH,
+        "concatenated; the head is this book's",
     ),
     (
-        "gains over the previous state of the art: "
-        + ", ".join(f"+{g['points']:.1f} points on {g['dataset']}" for g in GAINS),
+        ", ".join(f"+{g['points']:.1f} points on {g['dataset']}" for g in GAINS)
+        + " over the previous state of the art",
         ABSTRACT,
-        "not checked: the smoke scale cannot reach it and the earlier method's numbers are not shipped",
+        "not checked: smoke scale, and the earlier method's numbers are not shipped",
     ),
     (
-        'the model is "more interpretable", shown by visualisation',
+        '"more interpretable", shown by visualisation',
         ABSTRACT,
-        "measured: how often the prior's peak falls inside the referred object",
+        "measured: the prior's peak inside the object",
     ),
 )
-"""``(claim, source, what this book does with it)`` for each statement of the paper the book relies on."""
+"""``(claim, where in the paper, what this book does with it)`` for each statement the book relies on."""
 
 
 def claims_table() -> str:
     """:data:`CLAIMS` as a Markdown table."""
     from refseg_core.tables import markdown_table
 
-    return markdown_table(list(CLAIMS), headers=["the paper says", "where", "this book"])
+    return markdown_table(list(CLAIMS), headers=["the LTS paper says", "where", "this book"])

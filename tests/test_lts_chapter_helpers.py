@@ -75,7 +75,7 @@ def test_the_figures_draw_without_warnings_with_a_colour_bar(located):
         fig = prior_rows(locs, sentences)
         assert len(_colorbars(fig)) == 1
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert "no pixel above 0.99" in texts  # an empty mask says why it is empty
+        assert "no pixel\nabove 0.99" in texts  # an empty mask says why it is empty
         assert any(ax.get_title().startswith("empty mask") for ax in fig.axes)
         plt.close(fig)
         fig = word_attention(locs, sentences, words)

@@ -15,34 +15,29 @@ step is built is this book's choice, not the paper's. The table lists every choi
 the two rows marked *not a keyword* are fixed in the code, at the place they name. *Unverified* marks
 what other papers report about LTS but the abstract and Fig. 2 caption do not state.
 
-| choice (keyword) | value used (lts / lts_tiny) | why |
-|---|---|---|
-| visual encoder (``backbone``, ``pretrained``) | DarkNet-53, random or timm's ImageNet weights (``"darknet53.c2ns_in1k"``); or ``clip_rn50`` / ``clip_rn101`` | DarkNet-53 is reported (*unverified*); its COCO weights cannot be downloaded |
-| DarkNet activation (``leaky_slope``) | LeakyReLU 0.1; 0.01 with timm's weights | the slope the weights were trained with |
-| input statistics (``normalization``) | ``"imagenet"`` with timm's weights, else ``"clip"`` | the statistics the weights expect |
-| backbone size (``width``, ``depth``) | 1, 1 / 0.125, 0.25 | same strides and topology, CPU-sized |
-| backbone levels (``levels``) | ``[3, 4, 5]``: strides 8, 16, 32 (any increasing subset holding 3) | three levels reported (*unverified*); level 3 sets the stride-8 grid |
-| vocabulary (``vocab``, ``word_len``) | the training words; 20 tokens; others map to ``<unk>`` | not stated by the paper |
-| vocabulary cut-off (*not a keyword*) | ``min_count=1``, fixed in ``engine.build_model_for`` | a built model receives only the word list |
-| word embeddings (``embed_dim``, ``glove_path``) | 300 / 32; GloVe if ``glove_path`` is given, else random | GloVe is reported (*unverified*) |
-| bi-GRU (``gru_hidden``, ``gru_layers``, ``text_dropout``) | 1 layer, 256 / 32 per direction, no dropout | packed: padding never changes a result |
-| sentence vector (``sentence_summary``) | ``"ends"``: last forward and backward states (``"mean"``: mean word state) | the usual bi-GRU summary |
-| fusion operator (``fusion_op``) | ``"product"``: BN(conv1x1 V_i) * Linear_i(s) (``"sum"``, ``"concat"``) | the product is reported (*unverified*) |
-| fusion width (``dim``) | D = 512 / 64 | |
-| coordinates (``coords``) | ``True``: CoordConv xy channels in fusion and locate | lets a position mean "left"; attention has no position |
-| aggregation (*not a keyword*) | top-down to stride 8 (upsample, concat, conv3x3), fixed in ``Fusion.forward`` | one stride-8 map for locate and segment |
-| interaction (``interaction``) | ``"transformer"`` (``"filtering"``) | the paper names both |
-| transformer (``heads``, ``prior_layers``, ``ffn_dim``) | pre-norm pixel self-attention, pixel-to-word cross-attention, FFN; 8 / 4 heads, 2 / 1 layers, 1024 / 128 | relations need the whole image |
-| filtering (``filters``, ``filter_dim``) | K sentence-made 1x1 kernels, 3x3 conv mix; K 16 / 8, width 256 / 32 | dynamic filters; a small generator |
-| prior resolution (``prior_stride``) | 8 (16, 32: pooled input, prior resized to 8 for the head) | no resizing at 8 |
-| prior target (``prior_target``) | ``"mask"``: mask area-averaged to the prior grid (``"gaussian"``) | fits multi- and no-target samples |
-| Gaussian target (``gaussian_sigma``, ``gaussian_min_sigma``) | centre of mass; sigma = std of the mask's coordinates x 1.0, at least 0.5 cell | follows the object's extent |
-| prior loss weight (``prior_weight``) | lambda = 1.0 | the paper gives no value |
-| prior into the head (``prior_detach``) | sigma(P) as one more channel of F (fixed in ``LTS.forward_features``), with its gradient (``False``) or detached | the paper concatenates |
-| segment head (``seg_dim``, ``dilations``) | conv3x3, dilated conv3x3 (1, 2, 4), conv1x1, up x2, conv3x3, conv1x1; 256 / 32 | "light-weight", context at several ranges |
-| mask target (``mask_target``) | ``"area"``: mask area-averaged to stride 4 (``"nearest"``, as CRIS's code) | keeps thin objects as soft targets |
-| output bias init (``init_prob``) | both last biases at logit(0.1) | objects cover few cells |
-| ablation (``use_prior``) | ``False``: no locate module; the head reads F alone | everything else identical |
+| choice (keyword, or where it is fixed) | value used (lts / lts_tiny), and why |
+|---|---|
+| visual encoder (``backbone``, ``pretrained``, ``leaky_slope``, ``normalization``) | DarkNet-53, reported for LTS (*unverified*): random, or timm's ImageNet weights (its COCO ones cannot be downloaded), with their LeakyReLU slope and input statistics; or ``clip_rn50`` / ``clip_rn101`` |
+| sizes (``width``, ``depth``, ``dim``, ``seg_dim``) | backbone width and depth 1, 1 / 0.125, 0.25; fusion width D 512 / 64; head width 256 / 32 |
+| backbone levels (``levels``) | ``[3, 4, 5]``, strides 8, 16, 32 (any increasing subset holding 3, the stride-8 grid); three levels are reported (*unverified*) |
+| vocabulary (``vocab``, ``word_len``) | the training words, 20 tokens, others map to ``<unk>`` |
+| vocabulary cut-off (*not a keyword*: ``engine.build_model_for``) | ``min_count=1``, every training word: a built model receives only the word list |
+| words (``embed_dim``, ``glove_path``, ``gru_hidden``, ``gru_layers``, ``text_dropout``) | 300 / 32-d embeddings, GloVe if a file is given (reported, *unverified*); bi-GRU, 1 layer, 256 / 32 per direction, packed |
+| sentence vector (``sentence_summary``) | ``"ends"``: the last forward and backward states, the usual summary (``"mean"``: mean word state) |
+| fusion operator (``fusion_op``) | ``"product"``, BN(conv1x1 V_i) * Linear_i(s): reported (*unverified*); ``"sum"``, ``"concat"`` |
+| coordinates (``coords``) | ``True``: CoordConv xy channels in fusion and locate, so a position can mean "left" |
+| aggregation (*not a keyword*: ``Fusion.forward``) | top-down (upsample, concatenate, conv3x3) to stride 8: one map for locate and segment |
+| interaction (``interaction``) | ``"transformer"`` or ``"filtering"``, the two the paper names |
+| transformer (``heads``, ``prior_layers``, ``ffn_dim``) | pre-norm pixel self-attention, pixel-to-word cross-attention, FFN; 8 / 4 heads, 2 / 1 layers, 1024 / 128 |
+| filtering (``filters``, ``filter_dim``) | K sentence-made 1x1 kernels mixed by a 3x3 conv; K 16 / 8, width 256 / 32 |
+| prior resolution (``prior_stride``) | 8, the fused grid (16, 32: pooled input, prior resized to 8 for the head) |
+| prior target (``prior_target``, ``gaussian_sigma``, ``gaussian_min_sigma``) | ``"mask"``: area-averaged to the prior grid; ``"gaussian"``: at the centre of mass, sigma = 1.0 x the mask's coordinate std, at least 0.5 cell |
+| prior loss weight (``prior_weight``) | lambda = 1.0; the paper gives no value |
+| prior into the head (``prior_detach``) | sigma(P) as one more channel of F (fixed in ``LTS.forward_features``), with its gradient (``False``) |
+| segment head (``dilations``) | conv3x3, dilated conv3x3 at rates 1, 2, 4, conv1x1, up x2, conv3x3, conv1x1 |
+| mask target (``mask_target``) | ``"area"``: area-averaged to stride 4, soft at thin edges (``"nearest"``, as CRIS's code) |
+| output bias init (``init_prob``) | both last biases at logit(0.1): objects cover few cells |
+| ablation (``use_prior``) | ``False``: no locate module, the head reads F alone |
 
 Input: images ``(B, 3, H, W)`` with H and W multiples of 32 (the DarkNet stride), normalised by the
 data pipeline; tokens ``(B, L)`` from ``model.tokenizer`` (a :class:`refseg_core.text.WordVocab`).
