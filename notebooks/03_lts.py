@@ -97,9 +97,11 @@ print(f"{type(untrained).__name__}: {n_params:.2f}M parameters, {n_words} words"
 
 # %%
 show_markdown(lts_paper.claims_table())
-paper = lookup(method="LTS", metric="oIoU")
-rows = [(r["dataset"], r["split"], r["value"]) for r in paper]
-show_markdown(markdown_table(rows, headers=["dataset", "split", "LTS oIoU (paper)"]))
+paper = {}  # dataset -> {split: oIoU}
+for r in lookup(method="LTS", metric="oIoU"):
+    paper.setdefault(r["dataset"], {})[r["split"]] = f"{r['split']} {r['value']:.2f}"
+rows = [(name, ", ".join(by_split.values())) for name, by_split in paper.items()]
+show_markdown(markdown_table(rows, headers=["dataset (RefCOCOg: UMD)", "LTS oIoU, paper (%)"]))
 
 # %% [markdown]
 # ## The pipeline, drawn
@@ -123,7 +125,7 @@ show_markdown(markdown_table(rows, headers=["dataset", "split", "LTS oIoU (paper
 # cell the object covers). {numref}`fig-lts-pipeline` is drawn from one forward pass of the untrained
 # tiny model on four validation samples: each box gives the shapes of its outputs.
 
-# %% mystnb={"figure": {"caption": "LTS as this book builds it. The paper names the encoders and the three numbered steps (fuse, locate, segment); the module names in brackets are this book's designs. Each box gives the shapes of its outputs in one forward pass of four validation samples (batch dimension left out; V3-V5 are the ConvNet's maps at strides 8, 16, 32).", "name": "fig-lts-pipeline"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "LTS as this book builds it. The paper names the encoders and the three numbered steps (fuse, locate, segment); the module names in brackets are this book's designs. Each box gives the shapes of its outputs in one forward pass of four validation samples (batch dimension left out; V3-V5 are the ConvNet's maps at strides 8, 16, 32).", "name": "fig-lts-pipeline"}}
 val_ds = RefSegDataset(refer, "val", untrained.tokenizer, cfg.input_size, train=False)
 batch = collate([val_ds[i] for i in range(4)])
 shapes = forward_shapes(untrained, batch["image"], batch["tokens"])
@@ -217,13 +219,9 @@ show_class(position_prior.FilterLocate)
 
 # %% [markdown]
 # How the paper supervises the prior is not known. This book's default target is the mask
-# area-averaged to the prior's grid, $\hat G_8$ (`prior_target="gaussian"`: a Gaussian at the object's
-# centre instead):
-
-# %%
-notebook.show_source(position_prior.prior_target_mask)
-
-# %% [markdown]
+# area-averaged to the prior's grid, $\hat G_8$ (`position_prior.prior_target_mask`, an adaptive
+# average pooling; `prior_target="gaussian"`: a Gaussian at the object's centre instead).
+#
 # ## Step 3, segment
 #
 # **The paper** (abstract, Fig. 2 caption): the prior is concatenated with the cross-modal features and
