@@ -101,7 +101,8 @@ paper = {}  # dataset -> {split: oIoU}
 for r in lookup(method="LTS", metric="oIoU"):
     paper.setdefault(r["dataset"], {})[r["split"]] = f"{r['split']} {r['value']:.2f}"
 rows = [(name, ", ".join(by_split.values())) for name, by_split in paper.items()]
-show_markdown(markdown_table(rows, headers=["dataset (RefCOCOg: UMD)", "LTS oIoU, paper (%)"]))
+headers = ["dataset (RefCOCOg: UMD split)", "LTS oIoU, paper (%)"]
+show_markdown(markdown_table(rows, headers=headers))
 
 # %% [markdown]
 # ## The pipeline, drawn
