@@ -9,7 +9,7 @@ from torch import nn
 from refseg_core.data.dataset import RefSegDataset
 from refseg_core.data.refer import Refer
 from refseg_core.data.synthetic import generate
-from refseg_core.prior_peaks import prior_peak_rates
+from refseg_core.prior_peaks import centre_in_target, prior_peak_rates
 from refseg_core.sentence_pairs import first_sentence_items, partners, same_image_pairs
 from refseg_core.text import WordVocab
 
@@ -71,6 +71,11 @@ def test_an_oracle_prior_hits_its_own_object(refer):
     assert r["own"] == 1.0  # every object covers the centre of some cell at this size
     assert r["other_sentence"] < r["own"]  # pointing at the other object misses this one
     assert 0 < r["chance"] < r["own"]
+    # The centre reference: the share of these objects that cover the input's centre pixel.
+    items = first_sentence_items(refer, "val")
+    ds = RefSegDataset(refer, "val", vocab, SIZE, train=False, first_sentence_only=True)
+    covers = [bool(ds[i]["mask"][0, SIZE // 2, SIZE // 2] > 0.5) for i in partners(refer, "val")]
+    assert len(items) >= len(covers) and r["centre"] == pytest.approx(sum(covers) / len(covers))
 
 
 def test_a_prior_that_ignores_the_sentence_scores_the_same_for_both(refer):
@@ -86,3 +91,13 @@ def test_a_model_without_prior_is_a_clear_error(refer):
     none.forward_features = lambda images, tokens, return_attention=True: {"prior_logits": None}
     with pytest.raises(ValueError, match="no position prior"):
         prior_peak_rates(none, refer, "val", SIZE)
+
+
+def test_centre_in_target_reads_the_centre_pixel():
+    masks = torch.zeros(3, 1, 8, 10)
+    masks[0, 0, 4, 5] = 1  # exactly the centre pixel (8 // 2, 10 // 2)
+    masks[1, 0, :4] = 1  # the top half, which stops just above it
+    masks[2, 0, 3:6, 4:7] = 0.6
+    assert centre_in_target(masks).tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="masks"):
+        centre_in_target(torch.zeros(8, 10))

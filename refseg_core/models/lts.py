@@ -10,38 +10,34 @@ and +3.4 on RefCOCOg over the previous best, and a model "more interpretable", s
 The three steps live in three files: :mod:`~refseg_core.models.lts_fusion` (fuse),
 :mod:`~refseg_core.models.position_prior` (*locate*), :mod:`~refseg_core.models.lts_segment`
 (*segment*); this file holds the table of choices, the model that joins them, and its builders. How each
-step is built is this book's choice. The table lists every choice: its keyword of
-``build_model("lts", ...)`` / ``build_model("lts_tiny", ...)`` (and of a run's ``model_overrides``) where
-it has one; the rows marked *not a keyword* say where the choice is fixed instead.
+step is built is this book's choice, not the paper's. The table lists every choice with its keyword of
+``build_model("lts", ...)`` / ``build_model("lts_tiny", ...)`` (and of a run's ``model_overrides``);
+the two rows marked *not a keyword* are fixed in the code, at the place they name. *Unverified* marks
+what other papers report about LTS but the abstract and Fig. 2 caption do not state.
 
-| choice (keyword) | value used (lts / lts_tiny) | why |
-|---|---|---|
-| visual encoder (``backbone``, ``pretrained``) | DarkNet-53, features at strides 8/16/32; random, or ``pretrained="darknet53.c2ns_in1k"`` (timm's ImageNet weights, or a local file in timm's format; the paper-cell configurations use it); ``clip_rn50`` / ``clip_rn101`` (open_clip weights) | DarkNet-53 is widely reported for LTS (*unverified*), pretrained for COCO detection; those weights cannot be downloaded, ImageNet ones can (:mod:`refseg_core.models.darknet`) |
-| DarkNet activation (``leaky_slope``) | LeakyReLU 0.1 (YOLOv3); 0.01 with timm's weights (what they were trained with) | None = decided by the weights, so loaded weights see the activation they learned |
-| input statistics (``normalization``) | ``"imagenet"`` with timm's DarkNet weights; ``"clip"`` otherwise (CLIP backbones, and random DarkNet, which has none of its own: the smoke runs keep CLIP's) | None = decided by the weights; the dataset, evaluation and prediction read ``model.input_mean`` / ``input_std`` / ``fill`` |
-| backbone size (``width``, ``depth``) | width 1 / 0.125, depth 1 / 0.25 | the tiny model trains on a CPU in seconds with the same strides and topology |
-| backbone levels (``levels``) | ``[3, 4, 5]``: the maps at strides 8, 16, 32; any subset holding 3 | three levels are widely reported (*unverified*); level 3 sets the stride-8 grid the head reads |
-| vocabulary (``vocab``, ``word_len``) | the training expressions' words (or, by default, the synthetic generator's); at most 20 words, unknown words map to ``<unk>`` | the paper does not say; the vocabulary travels in ``model.config`` |
-| vocabulary cut-off (*not a keyword*) | every word seen once in training (``min_count=1`` where a run builds the vocabulary, ``WordVocab.from_expressions`` in ``engine.build_model_for``) | a word kept is a word the model can read; a built model only receives the word list (``vocab``) |
-| word embeddings (``embed_dim``, ``glove_path``) | 300-d / 32-d; GloVe when ``glove_path`` is given, random otherwise | GloVe is reported (*unverified*); nothing is downloaded here |
-| bi-GRU (``gru_hidden``, ``gru_layers``, ``text_dropout``) | 1 layer, 256 / 32 per direction, no dropout | packed sequences, so padding never changes a result |
-| sentence vector (``sentence_summary``) | ``"ends"``: [last forward state; last backward state] (``"mean"``: the mean of the word states) | the usual bi-GRU summary |
-| fusion operator (``fusion_op``) | ``"product"``: ``BN(conv1x1(V_i)) * Linear_i(s)`` per level (``"sum"``, ``"concat"`` available) | the element-wise product is widely reported (*unverified*) |
-| fusion width (``dim``) | D = 512 / 64 | |
-| coordinates (``coords``) | ``True``: xy channels (CoordConv) appended in the fusion and again in the locate module | lets a position express "left", "top"; attention has no notion of position of its own |
-| aggregation (*not a keyword*) | top-down: upsample, concatenate, conv3x3, from the coarsest level to stride 8 | stride 8 keeps small objects (52x52 at 416); one map feeds both locate and segment |
-| interaction (``interaction``) | ``"transformer"`` (``"filtering"`` available) | the paper names both; transformer is widely reported as the better one (*unverified*) |
-| transformer locate (``heads``, ``prior_layers``, ``ffn_dim``) | pre-norm layers of pixel self-attention, pixel-to-word cross-attention (padding masked), FFN; 8 / 4 heads, 2 / 1 layers, FFN 1024 / 128 | pixels query the words; self-attention gives each position the whole image, which relations ("left of the man") need |
-| filtering locate (``filters``, ``filter_dim``) | the sentence generates K dynamic 1x1 kernels (+ bias) applied to a projected map; K = 16 / 8, width 256 / 32; a 3x3 conv mixes the K responses | language-generated kernels (dynamic filters); 1x1 keeps the kernel generator small |
-| prior resolution (``prior_stride``) | 8: the fused map's grid (16 or 32: the locate module reads the fused map average-pooled, and its prior is upsampled bilinearly to stride 8 for the head) | no resizing at 8; a coarser prior is cheaper for the transformer (fewer pixel tokens) |
-| prior target (``prior_target``) | ``"mask"``: the mask area-averaged to the prior grid (``"gaussian"`` available) | works unchanged for multi-target and no-target (G-REFER) samples |
-| Gaussian target (``gaussian_sigma``, ``gaussian_min_sigma``) | centre = the mask's centre of mass; sigma_x, sigma_y = std of the mask's pixel coordinates x 1.0, at least 0.5 cell | second moments follow the object's extent and shape; an all-zero mask gives an all-zero target |
-| prior loss weight (``prior_weight``) | lambda = 1.0 | both BCE terms are per-pixel means on the same scale; the paper gives no value |
-| prior into segment (``prior_detach``) | ``False``: sigmoid(prior) concatenated to the fused map as one channel, with its gradient (``True``: detached) | the paper concatenates; with the gradient, the mask loss also refines the prior |
-| segment head (``seg_dim``, ``dilations``) | conv3x3; parallel dilated conv3x3 (rates 1, 2, 4), concatenated, conv1x1; upsample x2; conv3x3; conv1x1; width 256 / 32 | "light-weight" with multi-range context (ASPP-like); stride 4 output as the book's protocol requires |
-| mask target (``mask_target``) | ``"area"``: BCE on logits against the mask area-averaged to H/4 x W/4 (``"nearest"``: resized by nearest neighbour, as CRIS's code) | area averaging keeps thin and small objects as soft targets |
-| output bias init (``init_prob``) | 0.1: the prior's and the mask's last bias start at logit(0.1) | objects cover few cells; starting at p = 0.5 spends the first steps learning the background rate |
-| ablation (``use_prior``) | ``False``: no locate module; the segment head sees the D fused channels only | everything else identical (the head loses its one prior input channel) |
+| choice (keyword, or where it is fixed) | value used (lts / lts_tiny), and why |
+|---|---|
+| visual encoder (``backbone``, ``pretrained``, ``leaky_slope``, ``normalization``) | DarkNet-53, reported for LTS (*unverified*): random, or timm's ImageNet weights (its COCO ones cannot be downloaded), with their LeakyReLU slope and input statistics; or ``clip_rn50`` / ``clip_rn101`` |
+| sizes (``width``, ``depth``, ``dim``, ``seg_dim``) | backbone width and depth 1, 1 / 0.125, 0.25; fusion width D 512 / 64; head width 256 / 32 |
+| backbone levels (``levels``) | ``[3, 4, 5]``, strides 8, 16, 32 (any increasing subset holding 3, the stride-8 grid); three levels are reported (*unverified*) |
+| vocabulary (``vocab``, ``word_len``) | the training words, 20 tokens, others map to ``<unk>`` |
+| vocabulary cut-off (*not a keyword*: ``engine.build_model_for``) | ``min_count=1``, every training word: a built model receives only the word list |
+| words (``embed_dim``, ``glove_path``, ``gru_hidden``, ``gru_layers``, ``text_dropout``) | 300 / 32-d embeddings, GloVe if a file is given (reported, *unverified*); bi-GRU, 1 layer, 256 / 32 per direction, packed |
+| sentence vector (``sentence_summary``) | ``"ends"``: the last forward and backward states, the usual summary (``"mean"``: mean word state) |
+| fusion operator (``fusion_op``) | ``"product"``, BN(conv1x1 V_i) * Linear_i(s): reported (*unverified*); ``"sum"``, ``"concat"`` |
+| coordinates (``coords``) | ``True``: CoordConv xy channels in fusion and locate, so a position can mean "left" |
+| aggregation (*not a keyword*: ``Fusion.forward``) | top-down (upsample, concatenate, conv3x3) to stride 8: one map for locate and segment |
+| interaction (``interaction``) | ``"transformer"`` or ``"filtering"``, the two the paper names |
+| transformer (``heads``, ``prior_layers``, ``ffn_dim``) | pre-norm pixel self-attention, pixel-to-word cross-attention, FFN; 8 / 4 heads, 2 / 1 layers, 1024 / 128 |
+| filtering (``filters``, ``filter_dim``) | K sentence-made 1x1 kernels mixed by a 3x3 conv; K 16 / 8, width 256 / 32 |
+| prior resolution (``prior_stride``) | 8, the fused grid (16, 32: pooled input, prior resized to 8 for the head) |
+| prior target (``prior_target``, ``gaussian_sigma``, ``gaussian_min_sigma``) | ``"mask"``: area-averaged to the prior grid; ``"gaussian"``: at the centre of mass, sigma = 1.0 x the mask's coordinate std, at least 0.5 cell |
+| prior loss weight (``prior_weight``) | lambda = 1.0; the paper gives no value |
+| prior into the head (``prior_detach``) | sigma(P) as one more channel of F (fixed in ``LTS.forward_features``), with its gradient (``False``) |
+| segment head (``dilations``) | conv3x3, dilated conv3x3 at rates 1, 2, 4, conv1x1, up x2, conv3x3, conv1x1 |
+| mask target (``mask_target``) | ``"area"``: area-averaged to stride 4, soft at thin edges (``"nearest"``, as CRIS's code) |
+| output bias init (``init_prob``) | both last biases at logit(0.1): objects cover few cells |
+| ablation (``use_prior``) | ``False``: no locate module, the head reads F alone |
 
 Input: images ``(B, 3, H, W)`` with H and W multiples of 32 (the DarkNet stride), normalised by the
 data pipeline; tokens ``(B, L)`` from ``model.tokenizer`` (a :class:`refseg_core.text.WordVocab`).

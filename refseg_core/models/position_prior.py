@@ -10,7 +10,9 @@ the paper supervises the prior is not known; both are offered).
 
 The paper also claims the prior makes the model interpretable (shown by visualisation). :func:`peak_cells`
 and :func:`peak_in_target` turn that into a number: how often the prior's highest cell lies inside the
-referred object; :func:`chance_in_target` is what a cell drawn at random scores.
+referred object; :func:`chance_in_target` is what a cell drawn at random scores
+(:func:`refseg_core.prior_peaks.prior_peak_rates` measures both on a split, with the image centre and
+the other object's sentence as further references).
 """
 
 from __future__ import annotations
