@@ -55,7 +55,8 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from refseg_core import engine, lts_ablation, lts_figures, lts_paper, notebook, verdicts
+from refseg_core import engine, lts_figures, lts_paper, notebook, verdicts
+from refseg_core.engine import variants as ablation
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.diagrams import forward_shapes, lts_pipeline
 from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
@@ -337,7 +338,7 @@ plt.show()
 # models that differ in one thing, the **transformer** interaction, the **filtering** interaction, and
 # **no prior** (`use_prior=False`), with the same data, seed, schedule and number of steps, each trained
 # `run_epochs` epochs (fewer than the model above, so that three runs fit in the page's time;
-# `refseg_core.lts_ablation`). Like is compared with like: each prior variant with "no prior", and the
+# `refseg_core.engine.variants`). Like is compared with like: each prior variant with "no prior", and the
 # two interactions with each other, with the 2-point margin of `refseg_core.verdicts` (float rounding
 # alone moves a smoke run by about that much between machines).
 
@@ -347,7 +348,7 @@ variants = {
     "filtering": {"interaction": "filtering"},
     "no prior": {"use_prior": False},
 }
-runs = lts_ablation.train_variants(cfg, variants, run_epochs)
+runs = ablation.train_variants(cfg, variants, run_epochs)
 ablation = {n: engine.evaluate(r.model, refer, **at) for n, r in runs.items()}
 for n, r in runs.items():
     print(f"{n}: {r.history[-1]['step']} steps in {r.train_time_s:.0f} s")

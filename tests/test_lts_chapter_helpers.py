@@ -1,4 +1,4 @@
-"""The LTS chapter's helpers: the ablation's variant configurations (lts_ablation) and its figures
+"""The LTS chapter's helpers: the ablation's variant configurations (engine.variants) and its figures
 (lts_figures), drawn from a tiny untrained model without a warning, each with its colour bar."""
 
 import warnings
@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from refseg_core.config import make_config  # noqa: E402
-from refseg_core.lts_ablation import scaled_milestones, variant_config  # noqa: E402
+from refseg_core.engine.variants import scaled_milestones, variant_config  # noqa: E402
 from refseg_core.lts_figures import ablation_curves, locate, prior_rows, word_attention, words_of  # noqa: E402
 from refseg_core.models import build_model  # noqa: E402
 

@@ -1,5 +1,5 @@
-"""The LTS chapter's ablation: variants of one run configuration that differ only in ``model_overrides``
-(for example the interaction, or no prior at all), trained for the same number of epochs with the same
+"""Variants of one run configuration (the LTS chapter's ablation): configurations that differ only in
+``model_overrides`` (for example the interaction, or no prior at all), trained for the same number of epochs with the same
 data, seed and schedule, each into its own run folder.
 
 :func:`variant_config` derives one variant's configuration; :func:`train_variants` trains them all. The
@@ -39,9 +39,9 @@ def variant_config(cfg: TrainConfig, name: str, overrides: Mapping, run_epochs: 
 def train_variants(cfg: TrainConfig, variants: Mapping[str, Mapping], run_epochs: int) -> dict:
     """``{name: TrainResult}``: each variant of ``variants`` (``{name: model overrides}``) trained by
     :func:`refseg_core.engine.train`, replacing the run an earlier call left in its folder."""
-    from refseg_core import engine
+    from refseg_core.engine.loop import train
 
     return {
-        name: engine.train(variant_config(cfg, name, overrides, run_epochs), progress=False, overwrite=True)
+        name: train(variant_config(cfg, name, overrides, run_epochs), progress=False, overwrite=True)
         for name, overrides in variants.items()
     }
