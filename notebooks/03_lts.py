@@ -56,9 +56,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from refseg_core import engine, lts_figures, lts_paper, notebook, verdicts
-from refseg_core.engine import variants as ablation
 from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.diagrams import forward_shapes, lts_pipeline
+from refseg_core.engine import variants as ablation
 from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from refseg_core.listings import show_class
 from refseg_core.models import lts, lts_fusion, lts_segment, position_prior
