@@ -24,13 +24,12 @@
 # The models are the runs of the two smoke configurations chapter 5 trains: reused when chapter 5 has
 # run here, trained by this chapter otherwise. **The data is synthetic by default**: every image on this
 # page is one of chapter 1's generated scenes, and every number is computed on them when the notebook
-# runs. Set `real_data_root` to the folder that `python -m refseg_core data fetch refcoco` filled (the
-# REFER layout, with the COCO images) and the same cells score the models on real photographs and draw
-# those; add `real_dataset = "refcoco_m"` (fetched with `data fetch refcoco_m`) to score them on RefCOCO-M
-# instead, RefCOCO val re-segmented with pixel-accurate masks, a different benchmark whose scores are
-# labelled RefCOCO-M wherever they are printed. The smoke models have never seen a photograph, so expect
-# them to fail there. For a real score, name a full-size configuration (`config = "cris_r50_refcoco"`)
-# trained on the real data.
+# runs. Set `real_data_root` to the folder `python -m refseg_core data fetch refcoco` filled and the same
+# cells score the models on real photographs and draw those; `real_dataset = "refcoco_m"` (after `data
+# fetch refcoco_m`) scores RefCOCO-M instead, RefCOCO val re-segmented with pixel-accurate masks, a
+# different benchmark, labelled RefCOCO-M wherever it is printed. The smoke models have never seen a
+# photograph: expect them to fail there; a real score needs a full-size configuration
+# (`config = "cris_r50_refcoco"`) trained on the real data.
 
 # %%
 import sys
@@ -258,27 +257,21 @@ plt.show()
 #
 # ## Every split
 #
-# `engine.evaluate` scores every sentence of every ref of a split (CRIS's test protocol; during
-# training only each ref's first sentence is used) and, with `return_records=True`, also returns each
-# sentence's IoU and predicted mask, which the rest of the chapter uses. Next to the models: two
-# language-blind baselines that a model must clear — the whole image, and the largest object of the
-# image (`engine.trivial_baselines`). Each result is also written as `eval_<dataset>_<split>.json` by
-# `engine.write_eval`, the writer of `python -m refseg_core evaluate`, whose `meta` (from
-# `engine.eval_meta`) says which checkpoint scored which data and whether it was synthetic; chapter 7
-# gathers these files.
+# `engine.evaluate` scores every sentence of every ref of a split (CRIS's test protocol) and, with
+# `return_records=True`, returns each sentence's IoU and predicted mask too, which the rest of the
+# chapter uses. Next to the models, two language-blind baselines a model must clear: the whole image and
+# the image's largest object (`engine.trivial_baselines`). Each result is written as
+# `eval_<dataset>_<split>.json` by `engine.write_eval`, as `python -m refseg_core evaluate` writes it,
+# with a `meta` (`engine.eval_meta`) naming the checkpoint and the data; chapter 7 gathers these files.
 
 # %%
 results, records, baselines = {}, {}, {}
+every_sentence = dict(batch_size=eval_batch, threshold=threshold, return_records=True)
 for key, model in models.items():
     for split in eval_splits:
+        size = configs[key].input_size
         results[key, split], records[key, split] = engine.evaluate(
-            model,
-            refer,
-            split=split,
-            input_size=configs[key].input_size,
-            batch_size=eval_batch,
-            threshold=threshold,
-            return_records=True,
+            model, refer, split=split, input_size=size, **every_sentence
         )
         meta = engine.eval_meta(eval_cfg[key], split, checkpoints[key], name[key])
         engine.write_eval(eval_output_dir / name[key], results[key, split], meta)
@@ -357,26 +350,20 @@ print(f"ours on {data_kind} {label(dataset)}")
 # (sec-checkpoint-selection)=
 # ## Which checkpoint the papers score
 #
-# A training run leaves one set of weights per epoch; a table reports one of them, and which one
-# matters as much as the post-processing. What *the official CRIS code* does (`train.py`,
-# `engine/engine.py`, `test.py` of DerrickWang005/CRIS.pytorch):
+# A run leaves one set of weights per epoch; a table reports one of them. The official CRIS code
+# (`train.py`, `engine/engine.py`, `test.py` of DerrickWang005/CRIS.pytorch) validates after **every**
+# epoch on the **first sentence** of each ref of its configuration's validation split, keeps
+# `last_model.pth`, and copies it to `best_model.pth` whenever that mIoU is at least the best so far
+# (`>=`: a tie goes to the later epoch); `test.py` then scores `best_model.pth` on **every** sentence.
+# So each number of the CRIS table comes from the best of 50 epochs by validation mIoU. The validation
+# split is `val` for RefCOCO and G-Ref and **testB** in the official RefCOCO+ configurations, and the
+# authors say they used different checkpoints for different splits (issue #15 of the official
+# repository); the paper says neither.
 #
-# * after **every** epoch it validates on the validation split of its configuration, scoring only the
-#   **first sentence** of each ref;
-# * it writes `last_model.pth`, and copies it to `best_model.pth` whenever that validation mIoU is at
-#   least the best so far (`>=`: a tie goes to the later epoch);
-# * `test.py` loads `best_model.pth` and scores **every** sentence of each split it is given.
-#
-# So each number of the CRIS table is scored by `best_model.pth`, the best of 50 epochs by validation
-# mIoU. On RefCOCO and G-Ref the validation split is `val`; the official RefCOCO+ configurations set it
-# to **testB**, and the authors say they used different checkpoints for different splits (issue #15 of
-# the official repository). The paper says neither.
-#
-# The CRIS smoke run follows the same protocol (`select_best: true` in `smoke_cris`): its run folder
-# holds `best.pt`, the weights of the epoch with the best validation mIoU (first sentences, `>=`),
-# beside `last.pt`, and `metrics.json["best"]` names that epoch. The smoke LTS run keeps `last.pt`
-# only. `python -m refseg_core evaluate --checkpoint <run folder>` scores `best.pt` when the folder
-# holds one (`--checkpoint last` scores `last.pt`); the last line below is what it says for this run.
+# The CRIS smoke run follows the same protocol (`select_best: true` in `smoke_cris`): its folder holds
+# `best.pt` beside `last.pt`, and `metrics.json["best"]` names the chosen epoch (the LTS smoke run keeps
+# `last.pt` only). `python -m refseg_core evaluate --checkpoint <run folder>` scores `best.pt` when the
+# folder holds one (`--checkpoint last` scores `last.pt`), and says so, as in the last line below.
 
 # %%
 run_folder = checkpoints["cris"].parent
@@ -402,6 +389,7 @@ if kept_best:
     ax.axvline(last_epoch, color="grey", ls=":", lw=1.5, label="last.pt")
     top = max(1, 105 * max(val_scores))
     ax.set(xlabel="epoch", ylabel="val mIoU (%)", ylim=(0, top))
+    ax.set_xlim(0.5, last_epoch + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{name['cris']}: validation during training", fontsize=10)
     ax.grid(alpha=0.3)
@@ -418,13 +406,9 @@ if kept_best:
     scored = {("last", s): results["cris", s] for s in eval_splits}
     best_model = model_from_checkpoint(chosen["best"])
     for split in eval_splits:
+        size = configs["cris"].input_size
         scored["best", split] = engine.evaluate(
-            best_model,
-            refer,
-            split=split,
-            input_size=configs["cris"].input_size,
-            batch_size=eval_batch,
-            threshold=threshold,
+            best_model, refer, split=split, input_size=size, batch_size=eval_batch
         )
     heads = ["split", "best.pt mIoU", "last.pt mIoU", "best - last"]
     heads += ["best.pt oIoU", "last.pt oIoU"]
@@ -436,20 +420,16 @@ if kept_best:
     show_markdown("\n".join(f"* {line}" for line in lines))
 
 # %% [markdown]
-# Read the `val` row with care: `best.pt` was *chosen* on val (its first sentences are among the
-# sentences scored here), so its val score is the maximum over epochs of a noisy measurement and is
-# biased upwards; on the splits it was not chosen on, testA and testB, the two checkpoints meet on
-# equal terms. The same holds for the papers' tables: the RefCOCO and G-Ref `val` columns are the very
-# numbers the choice maximised, the test columns are not, and on RefCOCO+ the choice was made on testB,
-# so the RefCOCO+ testB number is the maximum over epochs of the reported quantity itself. Selecting on
+# Read the `val` row with care: `best.pt` was *chosen* on val (its first sentences are among those
+# scored here), so its val score is the maximum over epochs of a noisy measurement, biased upwards; on
+# testA and testB, not used for the choice, the two checkpoints meet on equal terms. The same holds for
+# the papers' tables: their RefCOCO and G-Ref `val` columns are the numbers the choice maximised, and
+# the RefCOCO+ testB number is the maximum over epochs of the reported quantity itself. Selecting on
 # the split you report is biased upwards whatever the model: even if every epoch had the same true
-# score, the largest of 50 noisy measurements of it lies above it on average. Measuring that bias
-# needs a scored checkpoint per epoch, a training run of its own; exercise 5 simulates it instead.
-#
-# What this book does: it never selects on a test split. Its RefCOCO+ configurations validate on `val`
-# like the others (so a RefCOCO+ testB score of this book and the paper's are chosen differently, and
-# the paper's can be the higher by the selection alone), and every test split is scored only after
-# training, by a separate evaluation.
+# score, the largest of 50 noisy measurements of it lies above it on average. Measuring the bias needs
+# a scored checkpoint per epoch (a training run of its own); exercise 5 simulates it. This book never
+# selects on a test split: its RefCOCO+ configurations validate on `val` (so its RefCOCO+ testB score
+# and the paper's are chosen differently, and the paper's can be the higher by the selection alone).
 
 # %% [markdown]
 # ## How much does the threshold matter?
@@ -522,7 +502,7 @@ def best_and_worst(key: str) -> None:
     recs = ranked[key][::-1][:num_examples] + ranked[key][:num_examples]
     fig, axes = grid(len(recs), cols=num_examples, size=2.2)
     per_sentence.draw(axes, recs, refer, sentence_of, wrap=26)
-    fig.suptitle(f"{name[key]}: best (top), worst (bottom) {VAL} sentences", fontsize=10)
+    fig.suptitle(f"{name[key]}: best (top), worst (bottom) on {VAL}", fontsize=10)
     plt.tight_layout()
     plt.show()
 
