@@ -60,11 +60,10 @@ from refseg_core.data.dataset import RefSegDataset, collate
 from refseg_core.diagrams import forward_shapes, lts_pipeline
 from refseg_core.engine import variants as ablation
 from refseg_core.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from refseg_core.listings import show_class
 from refseg_core.models import lts, lts_fusion, lts_segment, position_prior
 from refseg_core.models.darknet import DarkNet53
 from refseg_core.models.gru_text import GRUTextEncoder
-from refseg_core.notebook import finish_dry_run, resolve_config, show_markdown
+from refseg_core.notebook import finish_dry_run, resolve_config, show_class, show_markdown
 from refseg_core.prior_peaks import prior_peak_rates
 from refseg_core.published import lookup
 from refseg_core.sentence_pairs import same_image_pairs

@@ -3,7 +3,8 @@
 
 :func:`class_source` keeps what comes before the first method (the ``class`` line, the docstring, class
 attributes) and the named methods, in the order of the file, and ends with one comment naming the
-methods left out, so a reader knows the listing is not the whole class. :func:`show_class` displays it.
+methods left out, so a reader knows the listing is not the whole class.
+:func:`refseg_core.notebook.show_source` displays it when given ``methods``.
 """
 
 from __future__ import annotations
@@ -46,10 +47,3 @@ def class_source(cls: type, methods: Sequence[str] = ("__init__", "forward")) ->
         where = module.__name__ if module else "its module"
         out += ["", f"    # not shown here: {', '.join(left_out)} (in {where})"]
     return "\n".join(out)
-
-
-def show_class(cls: type, methods: Sequence[str] = ("__init__", "forward")) -> None:
-    """Display :func:`class_source` as a Python code listing in a notebook."""
-    from IPython.display import Code, display
-
-    display(Code(class_source(cls, methods), language="python"))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from refseg_core.data.transforms import denormalize
 from refseg_core.models.position_prior import peak_cells
-from refseg_core.viz import TARGET_COLOR, overlay, to_array
+from refseg_core.viz import heatmap, overlay, to_array
 
 PRIOR_CMAP = "magma"
 
@@ -64,24 +64,18 @@ def locate(model, item: dict, threshold: float) -> dict:
 
 def _map_on_image(ax, image, values, vmin, vmax, target=None):
     """``values`` (h, w) over ``image`` (its cells as blocks, so the grid stays visible)."""
-    h, w = image.shape[:2]
-    ax.imshow(image)
-    im = ax.imshow(
+    heatmap(
+        ax,
         values,
-        cmap=PRIOR_CMAP,
+        image,
         alpha=0.75,
-        extent=(0, w, h, 0),
-        interpolation="nearest",
+        cmap=PRIOR_CMAP,
         vmin=vmin,
         vmax=vmax,
+        interpolation="nearest",
+        contour=target,
     )
-    if target is not None and target.any():
-        ax.contour(
-            target.astype(float), levels=[0.5], colors=[TARGET_COLOR], linewidths=1.3, linestyles="dashed"
-        )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return im
+    return ax.images[-1]
 
 
 def _mask_panel(ax, loc):

@@ -66,12 +66,24 @@ def show_markdown(text: str) -> None:
     display(Markdown(text))
 
 
-def show_source(obj) -> None:
+def show_source(obj, methods=None) -> None:
     """Display the source of a refseg_core function, method or class: the book shows the package's code,
-    it never keeps a second copy."""
+    it never keeps a second copy. With ``methods``, a class is shown with only those methods
+    (:func:`refseg_core.listings.class_source`)."""
     from IPython.display import Code, display
 
-    display(Code(inspect.getsource(obj), language="python"))
+    if methods is None:
+        text = inspect.getsource(obj)
+    else:
+        from refseg_core.listings import class_source
+
+        text = class_source(obj, methods)
+    display(Code(text, language="python"))
+
+
+def show_class(cls: type, methods=("__init__", "forward")) -> None:
+    """A class as a chapter shows a module: its statement, docstring, ``__init__`` and ``forward``."""
+    show_source(cls, methods)
 
 
 def finished_run_matches(checkpoint: Path, cfg: TrainConfig) -> bool:

@@ -79,18 +79,30 @@ def heatmap(
     colorbar=False,
     vmin=None,
     vmax=None,
+    interpolation: str = "bilinear",
+    contour: np.ndarray | None = None,
 ):
-    """Show a 2-D map; over ``image`` (resized to the image) when given."""
+    """Show a 2-D map; over ``image`` (resized to the image, ``interpolation`` between its cells; "nearest"
+    keeps the grid visible) when given, with the outline of ``contour`` (the target, dashed). Returns
+    ``ax``; the map's image is ``ax.images[-1]`` (for a shared colour bar)."""
     v = np.asarray(values, dtype=np.float32)
     if image is not None:
         img = to_array(image)
         ax.imshow(img)
         h, w = img.shape[:2]
         im = ax.imshow(
-            v, cmap=cmap, alpha=alpha, extent=(0, w, h, 0), interpolation="bilinear", vmin=vmin, vmax=vmax
+            v, cmap=cmap, alpha=alpha, extent=(0, w, h, 0), interpolation=interpolation, vmin=vmin, vmax=vmax
         )
     else:
         im = ax.imshow(v, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
+    if contour is not None and np.asarray(contour).any():
+        ax.contour(
+            np.asarray(contour).astype(float),
+            levels=[0.5],
+            colors=[TARGET_COLOR],
+            linewidths=1.3,
+            linestyles="dashed",
+        )
     if colorbar:
         plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xticks([])

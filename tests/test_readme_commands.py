@@ -13,8 +13,7 @@ configuration name alike.
   folder); a line with `--resume` or `--checkpoint ~/...` runs in the home where that file or folder
   exists (the latest of the lines above it in its chapter first), and an `evaluate` must have written an
   eval file for each of its `--split`s there (the selected `best.pt` scored, when given a run folder).
-  Identical lines run once, and so do lines that differ only in what the test replaces (papermill's output
-  notebook, a paper cell's `--set data_root=...`).
+  Identical lines run once, and so do lines that differ only in papermill's output notebook.
 - The `data` lines (and every other line, harmlessly) run against a stand-in server on 127.0.0.1
   (tests/standin_server.py) that `HF_ENDPOINT` and `REFSEG_DATA_SOURCES` point at.
 - For every shipped configuration, `train --config NAME --dry-run` prints exactly what a chapter's
@@ -211,26 +210,9 @@ def sized(line: str, syn: Path) -> tuple[str, str]:
 
 
 def _same_run(line: str) -> str:
-    """``line`` without what :func:`sized` replaces: papermill's output notebook, and a paper-cell
-    ``train``'s ``--set data_root=...`` (its data root here is the generated set whatever the line names).
-    Two lines that differ only there run the same command here."""
+    """``line`` with papermill's output notebook left out: two lines that differ only there run the same."""
     words = shlex.split(line)
-    if words[0] == "papermill":
-        return shlex.join(words[:2] + words[3:])
-    if (
-        " train " in f" {line} "
-        and "--config" in words
-        and _is_paper_cell(words[words.index("--config") + 1])
-    ):
-        keep, i = [], 0
-        while i < len(words):
-            if words[i] == "--set" and i + 1 < len(words) and words[i + 1].startswith("data_root="):
-                i += 2
-                continue
-            keep.append(words[i])
-            i += 1
-        words = keep
-    return shlex.join(words)
+    return shlex.join(words[:2] + words[3:]) if words[0] == "papermill" else shlex.join(words)
 
 
 def _where(path: str, tried: list[Path]) -> Path | None:
@@ -274,7 +256,7 @@ def test_launch_lines_run_as_printed(tmp_path, capsys, data_env):
         here_before: list[Path] = []  # where this source's lines ran so far, in order
         for line in lines:
             if _same_run(line) in {_same_run(x) for x in ran}:
-                same = "the same command" + ("" if line in ran else " up to what this test replaces")
+                same = "the same command" + ("" if line in ran else ", up to papermill's output file")
                 report.append(f"{source}: `{line}` ran above ({same})")
                 ran[line] = next(h for x, h in ran.items() if _same_run(x) == _same_run(line))
                 here_before.append(ran[line])
