@@ -40,3 +40,26 @@ def test_lr_by_step_without_warmup_is_lr_by_epoch_repeated(tmp_path):
     assert by_step == [row for row in by_epoch for _ in range(3)]
     with pytest.raises(ValueError, match="steps_per_epoch"):
         lr_by_step(cfg, model, 0)
+
+
+def test_a_schedule_step_after_a_skipped_optimiser_step_is_quiet_and_still_advances():
+    """An fp16 GradScaler skips the optimiser step of an overflowing batch; the schedule still steps,
+    without PyTorch's "lr_scheduler.step() before optimizer.step()" warning on the page."""
+    import warnings
+
+    import torch
+
+    from refseg_core.engine.optim import step_schedule
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.5, end_factor=1.0, total_iters=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step_schedule(sched)  # no optimizer.step() before it
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.75)
+    with warnings.catch_warnings(record=True) as caught:  # the bare call does warn: the test can fail
+        warnings.simplefilter("always")
+        sched2 = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.5, total_iters=2)
+        sched2.step()
+    assert [w for w in caught if "lr_scheduler" in str(w.message)]

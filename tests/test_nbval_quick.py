@@ -47,11 +47,11 @@ def test_lone_copy_carries_the_injected_parameters(tmp_path):
     lone = colab_check.prepare_lone_copy(
         ROOT / "notebooks" / "04_cris.ipynb",
         tmp_path / "content",
-        {"run_epochs": 1, "overrides": {"max_train_items": 8}},
+        {"n_pairs": 1, "overrides": {"max_train_items": 8}},
     )
     assert sorted(p.name for p in (tmp_path / "content").iterdir()) == ["04_cris.ipynb"]  # alone
     nb = nbformat.read(lone, as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert len(injected) == 1 and "run_epochs = 1" in injected[0].source
+    assert len(injected) == 1 and "n_pairs = 1" in injected[0].source
     assert "max_train_items" in injected[0].source
     assert not any(c.outputs for c in nb.cells if c.cell_type == "code")  # prepared, not executed

@@ -5,7 +5,7 @@ the aspect ratio: the image is scaled by ``min(S/H, S/W)``, centred on an ``S x 
 the CLIP mean colour (bicubic), and the mask is warped the same way (bilinear, soft edges, border 0).
 Predictions are mapped back by cropping the letterboxed region and resizing it to ``(H, W)``.
 
-Differences from the official code that stay on purpose (issue 15), all below one pixel: the official
+Differences from the official code that stay on purpose, all below one pixel: the official
 affine warp places the image at a sub-pixel offset ``(S - H*scale) / 2`` and maps pixel *indices*
 (``x_src = (x_dst - offset) / scale``), while here the resized size is rounded half-up to whole pixels
 (at least 1), the offset is ``(S - new) // 2`` (an odd remainder leaves the extra pixel at the bottom /

@@ -42,7 +42,7 @@ from refseg_core.engine.checkpoint import (
 )
 from refseg_core.engine.evaluation import evaluate, input_stats, trivial_baselines
 from refseg_core.engine.loaders import Shard, SkipSampler, make_loader
-from refseg_core.engine.optim import build_optimizer, end_epoch
+from refseg_core.engine.optim import build_optimizer, end_epoch, step_schedule
 from refseg_core.engine.precision import amp_dtype, unwrap
 from refseg_core.engine.prepare import build_model_for, prepare_data, seed_everything
 from refseg_core.engine.results import data_is_synthetic
@@ -379,7 +379,7 @@ class _Run:
                 "lower batch_size or input_size, use precision: bf16, or add GPUs"
             ) from exc
         if self.warmup is not None and self.global_step < cfg.warmup_steps:
-            self.warmup.step()
+            step_schedule(self.warmup)
         self.global_step += 1
         self.epoch_step += 1
         return loss_value, bool(vec[1] > 0)

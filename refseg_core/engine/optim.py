@@ -76,10 +76,19 @@ def build_optimizer(cfg, model: nn.Module):
     return optimizer, scheduler, warmup
 
 
+def step_schedule(scheduler) -> None:
+    """One ``scheduler.step()``, without PyTorch's "``lr_scheduler.step()`` before ``optimizer.step()``"
+    warning: an fp16 GradScaler skips the optimiser step of an overflowing batch (often the first), and
+    the schedule still advances by one, as intended (the official loop does the same)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+        scheduler.step()
+
+
 def end_epoch(optimizer, scheduler, epoch: int, base_lr: float) -> None:
     """After 0-based ``epoch``: one ``scheduler`` step; after the first epoch, the groups that
     :func:`build_optimizer` ran at ``base_lr`` (official quirk (a)) move to their own rate."""
-    scheduler.step()
+    step_schedule(scheduler)
     if epoch == 0:
         for g in optimizer.param_groups:
             if "lr_after_epoch1" in g:
@@ -92,11 +101,9 @@ def lr_by_epoch(cfg, model: nn.Module, epochs: int | None = None) -> list[list[f
     :func:`end_epoch` run without a training step. The model is not changed."""
     optimizer, scheduler, _ = build_optimizer(dataclasses.replace(cfg, warmup_steps=0), model)
     rows = []
-    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": no training here
-        warnings.simplefilter("ignore", UserWarning)
-        for epoch in range(cfg.epochs if epochs is None else epochs):
-            rows.append([g["lr"] for g in optimizer.param_groups])
-            end_epoch(optimizer, scheduler, epoch, cfg.lr)
+    for epoch in range(cfg.epochs if epochs is None else epochs):
+        rows.append([g["lr"] for g in optimizer.param_groups])
+        end_epoch(optimizer, scheduler, epoch, cfg.lr)
     return rows
 
 
@@ -110,16 +117,14 @@ def lr_by_step(cfg, model: nn.Module, steps_per_epoch: int, epochs: int | None =
         raise ValueError(f"steps_per_epoch must be at least 1, got {steps_per_epoch}")
     optimizer, scheduler, warmup = build_optimizer(cfg, model)
     rows, step = [], 0
-    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": no training here
-        warnings.simplefilter("ignore", UserWarning)
-        for epoch in range(cfg.epochs if epochs is None else epochs):
-            for _ in range(steps_per_epoch):
-                rows.append([g["lr"] for g in optimizer.param_groups])
-                if warmup is not None and step < cfg.warmup_steps:
-                    warmup.step()
-                step += 1
-            end_epoch(optimizer, scheduler, epoch, cfg.lr)
+    for epoch in range(cfg.epochs if epochs is None else epochs):
+        for _ in range(steps_per_epoch):
+            rows.append([g["lr"] for g in optimizer.param_groups])
+            if warmup is not None and step < cfg.warmup_steps:
+                step_schedule(warmup)
+            step += 1
+        end_epoch(optimizer, scheduler, epoch, cfg.lr)
     return rows
 
 
-__all__ = ["build_optimizer", "end_epoch", "lr_by_epoch", "lr_by_step", "official_epoch_lrs"]
+__all__ = ["build_optimizer", "end_epoch", "lr_by_epoch", "lr_by_step", "official_epoch_lrs", "step_schedule"]

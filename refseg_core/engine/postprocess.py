@@ -8,7 +8,7 @@ are then computed at the original resolution.
 ``align_corners=True`` (the default here, as in the official code) maps the corner pixel *centres* of the
 104x104 map onto the corner pixel centres of the 416x416 input. ``align_corners=False`` (pixel-area
 alignment, the other common convention) is kept as an explicit, labelled option; it is not
-the official path: on COCO-sized images it changes 0.3-0.4 % of the predicted pixels (issue 15).
+the official path: on COCO-sized images it changes 0.3-0.4 % of the predicted pixels.
 
 What stays different on purpose: the inverse letterbox is a crop and a pixel-centre resize instead of
 OpenCV's ``warpAffine`` with ``INTER_CUBIC`` (see :mod:`refseg_core.data.transforms` for the rounding);
