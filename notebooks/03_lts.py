@@ -275,10 +275,10 @@ show_markdown(verdicts.versus_baseline(scores["mIoU"], baselines, "The trained L
 # ## Does the prior follow the words?
 #
 # {numref}`fig-lts-prior` takes the first validation images that hold two referred objects and shows
-# each under the first sentence of each object: the image is the same in both rows of a pair, only the
-# words change. A prior that reads the expression moves from one object to the other.
+# each under the first sentence of each object: in each row the image is the same for both sentences,
+# only the words change. A prior that reads the expression moves from one object to the other.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trained model on one image under two sentences (a pair of rows per image). Left: the sentence and its target (dashed blue). Middle: the position prior σ(P) on the stride-8 grid over the image, on the colour bar's 0-1 scale, its highest cell marked ×. Right: the predicted mask (bright, orange outline) and its IoU in the input frame. Look at whether the bright cells and the × move with the sentence. A panel titled 'empty mask' is a failure shown as it is: no pixel of the mask reached the threshold.", "name": "fig-lts-prior"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The trained model on one image under two sentences (one row per image, the sentence above its two panels; the target is outlined dashed blue on both). First panel: the position prior σ(P) on the stride-8 grid over the image, on the colour bar's 0-1 scale, its highest cell marked ×. Second panel: the predicted mask (bright, orange outline) and its IoU in the input frame. Look at whether the bright cells and the × move with the sentence, and whether the mask follows the prior: a low IoU under a prior that found the target is a failure of the segment step, not of the locate step. A panel titled 'empty mask' is a failure shown as it is: no pixel of the mask reached the threshold.", "name": "fig-lts-prior"}}
 first = dict(train=False, first_sentence_only=True)  # each ref's first sentence
 fd = RefSegDataset(refer, "val", model.tokenizer, cfg.input_size, **first)
 shown = [fd[i] for pair in same_image_pairs(refer, "val", n_pairs) for i in pair]

@@ -74,6 +74,7 @@ from refseg_core.notebook import (
     show_markdown,
     show_source,
 )
+from refseg_core.paths import readable
 from refseg_core.stride_ceiling import stride_ceiling
 from refseg_core.tables import markdown_table, metrics_table
 from refseg_core.viz import curves
@@ -371,7 +372,7 @@ show_markdown(
     )
 )
 for n, res in runs.items():
-    print(f"{n}: full log {res.output_dir}/log.csv, checkpoint {res.checkpoint.name}")
+    print(f"{n}: full log {readable(res.output_dir)}/log.csv, checkpoint {res.checkpoint.name}")
 
 # %% [markdown]
 # ## Curves
@@ -477,8 +478,8 @@ show_markdown("\n".join(lines))
 #
 # CRIS was designed for $416\times416$ inputs: its FPN neck ends at stride 16 and the transformer decoder
 # works on that grid ($26\times26$ at 416 px), and the projector only upsamples it by 4 (Sec. 3.2). LTS
-# fuses and segments at stride 8. The smoke runs feed 96-pixel synthetic images to a CPU, so the CRIS grid
-# is $6\times6$, and a small shape covers about one cell. How much of a mask can a map of that resolution
+# fuses and segments at stride 8. The smoke data are 96-pixel synthetic images: fed at that size, the
+# CRIS grid would be $6\times6$, and a small shape would cover about one cell. How much of a mask can a map of that resolution
 # hold at all? `refseg_core.stride_ceiling.stride_ceiling` averages each ground-truth mask over the cells
 # of a stride-$s$ grid, interpolates it back and scores it against the original. That gauges how much of
 # a shape such a grid keeps. It is not a strict bound: the learned upsampling after the grid (CRIS's
@@ -533,8 +534,8 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At 96 px the CRIS grid is $6\times6$; the smoke configuration therefore feeds CRIS the same 96-pixel
-# images letterboxed to 128 px, an $8\times8$ grid, and {numref}`fig-stride-ceiling` shows what that buys.
+# The smoke configuration therefore feeds CRIS the 96-pixel images letterboxed to 128 px, an $8\times8$
+# grid, and {numref}`fig-stride-ceiling` shows what that buys.
 # It also halves the width of the tiny CLIP image encoder (`vision_width: 8`) to pay for the larger input,
 # and trains 12 epochs at batch 32. These are the paper's modules at tiny widths; the departures from the
 # paper's recipe (random initialisation instead of CLIP weights, a frozen random token embedding, the Dice
@@ -611,7 +612,7 @@ def describe(v) -> str:
     return f"list of {len(v)}" if isinstance(v, list) else repr(v)
 
 
-print(f"{ckpt_path}: {ckpt_path.stat().st_size / 1e6:.1f} MB")
+print(f"{readable(ckpt_path)}: {ckpt_path.stat().st_size / 1e6:.1f} MB")
 contents = [(f"`{k}`", describe(v)) for k, v in ckpt.items()]
 show_markdown(markdown_table(contents, headers=["key", "holds"]))
 

@@ -95,6 +95,7 @@ from refseg_core.notebook import (
     show_source,
     trained_checkpoint,
 )
+from refseg_core.paths import readable
 from refseg_core.tables import markdown_table, metrics_table
 from refseg_core.viz import grid, heatmap, overlay
 
@@ -175,7 +176,7 @@ VAL = split_name.get("val", "val")
 n_sent = {s: len(refer.sentences(s)) for s in eval_splits}
 sizes = ", ".join(f"{split_name[s]} ({n} sentences)" for s, n in n_sent.items())
 data_kind = "synthetic" if synthetic else "real"
-print(f"{data_kind} {label(dataset)} ({split_by}) in {data.data_root}: {sizes}")
+print(f"{data_kind} {label(dataset)} ({split_by}) in {readable(data.data_root)}: {sizes}")
 
 # %% [markdown]
 # ## From logits to a mask, step by step
@@ -277,7 +278,7 @@ for key, model in models.items():
         engine.write_eval(eval_output_dir / name[key], results[key, split], meta)
 for split in eval_splits:
     baselines[split] = engine.trivial_baselines(refer, split)
-print(f"eval files written to {eval_output_dir}")
+print(f"eval files written to {readable(eval_output_dir)}")
 
 # %% tags=["hide-input"]
 cols = ["mIoU", "oIoU", "prec@0.5", "prec@0.7", "prec@0.9"]
@@ -380,7 +381,7 @@ if kept_best:
 else:
     print(f"{run_folder} holds no best.pt: its configuration sets select_best: false")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The CRIS run's validation mIoU after each epoch (first sentence of each ref, as the official loop scores it): best.pt is the epoch at the top of this curve (dashed), last.pt the final epoch (dotted). The choice is the maximum of noisy measurements, which is why best.pt's val score is optimistic.", "name": "fig-val-curve"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The CRIS run's validation mIoU after each epoch (first sentence of each ref, as the official loop scores it): best.pt is the epoch at the top of this curve (dashed), last.pt the final epoch (dotted). When the curve peaks at its last epoch the two lines coincide, and best.pt holds last.pt's weights. The choice is the maximum of noisy measurements, which is why best.pt's val score is optimistic.", "name": "fig-val-curve"}}
 if kept_best:
     epochs_seen, val_scores = best_vs_last.val_curve(run_folder)
     fig, ax = plt.subplots(figsize=(6, 2.6))
@@ -399,10 +400,18 @@ if kept_best:
 
 # %% [markdown]
 # Both checkpoints on every split, every sentence: `best.pt` loaded with `model_from_checkpoint` and
-# scored by `engine.evaluate` as above, `last.pt`'s scores those of the table above.
+# scored by `engine.evaluate` as above, `last.pt`'s scores those of the table above. When validation
+# peaked at the last epoch, both files hold the same weights and there is nothing to compare.
 
 # %% tags=["hide-input"]
-if kept_best:
+same_epoch = kept_best and record["epoch"] == last_epoch
+if same_epoch:
+    print(
+        f"Validation peaked at the last epoch ({last_epoch}), so best.pt holds last.pt's weights: in this "
+        "run the selection changes no score. A 50-epoch run whose curve flattens and wobbles is where "
+        "the two part ways, and the table this cell prints then is the one to read."
+    )
+elif kept_best:
     scored = {("last", s): results["cris", s] for s in eval_splits}
     best_model = model_from_checkpoint(chosen["best"])
     for split in eval_splits:
@@ -420,7 +429,7 @@ if kept_best:
     show_markdown("\n".join(f"* {line}" for line in lines))
 
 # %% [markdown]
-# Read the `val` row with care: `best.pt` was *chosen* on val (its first sentences are among those
+# Where the two differ, read the `val` row with care: `best.pt` was *chosen* on val (its first sentences are among those
 # scored here), so its val score is the maximum over epochs of a noisy measurement, biased upwards; on
 # testA and testB, not used for the choice, the two checkpoints meet on equal terms. The same holds for
 # the papers' tables: their RefCOCO and G-Ref `val` columns are the numbers the choice maximised, and
@@ -747,7 +756,7 @@ if gref_ok:
 
     fig, axes = grid(len(shown), cols=num_examples)
     per_sentence.draw(axes, shown, grefer, gsentence_of, title=what)
-    fig.suptitle(f"{name[last]} on grefcoco val", fontsize=10)
+    fig.suptitle(f"{name[last]}: predictions on grefcoco val", fontsize=10)
     plt.tight_layout()
     plt.show()
 

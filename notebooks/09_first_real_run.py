@@ -118,14 +118,7 @@ else:
 
 
 # %%
-def shown(path) -> str:
-    """``path`` relative to the refseg home when under it."""
-    path, home = Path(path), paths.home()
-    inside = path.is_relative_to(home)
-    return f"$REFSEG_HOME/{path.relative_to(home).as_posix()}" if inside else str(path)
-
-
-print(f"data_root: {shown(cfg.data_root)}")
+print(f"data_root: {paths.readable(cfg.data_root)}")
 same = Path(cfg.data_root) == default_root()
 print(f"the folder `data fetch` writes by default: {same}")
 
@@ -149,7 +142,7 @@ fields = [
 ]  # fmt: skip
 values = {f: getattr(cfg, f) for f in fields}  # as YAML writes them, not rounded
 values = {f: f"{v:g}" if isinstance(v, float) else v for f, v in values.items()}
-values["output_dir"] = f"`{shown(cfg.output_dir)}`"
+values["output_dir"] = f"`{paths.readable(cfg.output_dir)}`"
 rows = [[f, v] for f, v in values.items()]
 show_markdown(markdown_table(rows, headers=["field", "value"]))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from refseg_core.config import TrainConfig, load_config, make_config, to_yaml
+from refseg_core.paths import readable
 
 
 def in_ipython() -> bool:
@@ -106,7 +107,7 @@ def _finished(cfg: TrainConfig, retrain: bool) -> Path | None:
     if not ckpt.is_file() or retrain:
         return None
     if finished_run_matches(ckpt, cfg):
-        print(f"reusing {ckpt} (a finished run of this configuration)")
+        print(f"reusing {readable(ckpt)} (a finished run of this configuration)")
         return ckpt
     raise ValueError(
         f"{ckpt} holds a run of another configuration; set retrain = True to replace it, or "

@@ -28,3 +28,16 @@ def under_home(value: str | os.PathLike) -> str:
     """``value`` unchanged when absolute, else ``home() / value``."""
     p = Path(value).expanduser()
     return str(p if p.is_absolute() else home() / p)
+
+
+def readable(value: str | os.PathLike) -> str:
+    """``value`` as a reader should see it: under the refseg home, written from ``$REFSEG_HOME`` (when the
+    variable is set) or ``~/refseg-book`` (its default), so that a page built on another machine shows no
+    path of that machine; any other path unchanged."""
+    p = Path(value).expanduser()
+    try:
+        rel = p.resolve().relative_to(home())
+    except ValueError:
+        return str(value)
+    root = "$" + ENV_VAR if os.environ.get(ENV_VAR) else DEFAULT
+    return root if rel == Path(".") else f"{root}/{rel.as_posix()}"

@@ -21,3 +21,14 @@ def test_verdict_sentences():
     short = smoke.verdict("smoke_lts", {"mIoU": 0.40, "baselines": BASELINES}, 10.0)
     assert "**falls short of**" in short and "val mIoU 0.400 < 0.5" in short
     assert "no learning target" in smoke.verdict("cris_r50_refcoco", ok, 10.0)
+
+
+def test_a_verdict_near_the_bar_says_it_is_inside_the_margin():
+    near = {"mIoU": 0.5067, "baselines": BASELINES}  # 0.67 points over smoke_lts' 0.50 floor
+    assert smoke.slack("smoke_lts", near) == (0.5067 - 0.50, "the mIoU floor")
+    text = smoke.verdict("smoke_lts", near, 10.0)
+    assert "**reaches**" in text and "0.67 points over the mIoU floor, inside the 2-point margin" in text
+    under = smoke.verdict("smoke_lts", {"mIoU": 0.49, "baselines": BASELINES}, 10.0)
+    assert "**falls short of**" in under and "1.00 points under the mIoU floor" in under
+    clear = smoke.verdict("smoke_lts", {"mIoU": 0.60, "baselines": BASELINES}, 10.0)
+    assert "margin" not in clear.split(")")[-1]  # well clear: no caveat

@@ -31,6 +31,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pycocotools import mask as mask_utils
 
+from refseg_core.paths import readable
+
 # The letterbox border colour (CLIP mean) in 8-bit; transparent pixels are composited on it too, so that
 # after CLIP normalisation they become 0, the same "no information" value as the letterbox border.
 _CLIP_MEAN_RGB8 = (123, 117, 104)  # round(255 * (0.48145466, 0.4578275, 0.40821073))
@@ -438,7 +440,7 @@ class Refer:
 
     def __repr__(self) -> str:
         return (
-            f"Refer({str(self.data_root)!r}, dataset={self.dataset!r}, split_by={self.split_by!r}, "
+            f"Refer({readable(self.data_root)!r}, dataset={self.dataset!r}, split_by={self.split_by!r}, "
             f"refs={len(self.refs)})"
         )
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
+from refseg_core.paths import readable
+
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
 
@@ -67,11 +69,11 @@ def pick_checkpoint(folder: str | Path, which: str = "auto") -> tuple[Path, str]
         which = "best" if best.is_file() else "last"
         if which == "best":
             return best, (
-                f"scoring {best}, the epoch the run selected on its validation split (official protocol); "
+                f"scoring {readable(best)}, the epoch the run selected on its validation split (official protocol); "
                 f"--checkpoint last scores the last epoch"
             )
         if last.is_file():
-            return last, f"scoring {last} (the run kept no best.pt: it trained without select_best)"
+            return last, f"scoring {readable(last)} (the run kept no best.pt: it trained without select_best)"
     path = best if which == "best" else last
     if not path.is_file():
         if not folder.is_dir():
@@ -80,7 +82,7 @@ def pick_checkpoint(folder: str | Path, which: str = "auto") -> tuple[Path, str]
         raise FileNotFoundError(
             f"run folder {folder} has no {path.name} (it holds {', '.join(held) if held else 'no checkpoint'})"
         )
-    return path, f"scoring {path} ({which}.pt)"
+    return path, f"scoring {readable(path)} ({which}.pt)"
 
 
 __all__ = ["BEST_NAME", "BestSelector", "LAST_NAME", "pick_checkpoint"]
