@@ -85,7 +85,7 @@ from refseg_core.published import lookup
 from refseg_core.sentence_pairs import first_sentence_items, same_image_pairs
 from refseg_core.tables import markdown_table, metrics_table
 from refseg_core.viz import attention_to_words, curves, heatmap, overlay
-from refseg_core.word_attention import words_on_region
+from refseg_core.word_attention import own_versus_other, words_on_region
 
 # The same function as `python -m refseg_core train --config`:
 cfg = resolve_config(config, overrides, dry_run)
@@ -539,12 +539,7 @@ for r, other in [(reads[0], reads[1]), (reads[1], reads[0])]:
     gaps.append(own - elsewhere)
 headers = ["sentence", "on its own target", "on the other target", "own − other"]
 show_markdown(markdown_table(rows, headers=headers))
-n_own = sum(d > 0 for d in gaps)
-show_markdown(
-    f"{n_own} of the {len(gaps)} sentences put more word attention on their own target "
-    f"than on the other one; the largest gap is {max(map(abs, gaps)):.3f} of attention "
-    "weight."
-)
+show_markdown(own_versus_other(gaps))
 
 # %% [markdown]
 # ## Reproduction notes

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from refseg_core.verdicts import MARGIN
+
 
 def region_on_grid(region, grid: tuple[int, int]) -> np.ndarray:
     """``region (H, W)`` (bool or [0, 1], in the network input's coordinates) -> ``(h, w)``: the fraction
@@ -46,3 +48,24 @@ def words_on_region(attn, region, skip=(0, -1)) -> float:
     n = len(per_token)
     drop = {i % n for i in skip}
     return float(sum(v for i, v in enumerate(per_token) if i not in drop))
+
+
+def own_versus_other(gaps, margin: float = MARGIN) -> str:
+    """One sentence on ``gaps`` (per sentence: :func:`words_on_region` on its own target minus on the
+    other sentence's target): how many put more word attention on their own target by more than
+    ``margin`` of attention weight (the margin of :mod:`refseg_core.verdicts`), how many on the other
+    target, and how many differ by less, which the measurement cannot tell apart."""
+    gaps = [float(g) for g in gaps]
+    if not gaps:
+        raise ValueError("own_versus_other: no sentences given")
+    own = sum(g > margin for g in gaps)
+    other = sum(g < -margin for g in gaps)
+    close = len(gaps) - own - other
+    text = (
+        f"Of the {len(gaps)} sentences, {own} put more word attention on their own target than on the "
+        f"other one by more than {margin:g} of attention weight, {other} on the other target, and {close} "
+        f"differ by less (largest gap {max(map(abs, gaps)):.3f})"
+    )
+    if close == len(gaps):
+        return text + ": at this margin the last layer's attention does not tell the two objects apart."
+    return text + "."

@@ -38,3 +38,14 @@ def test_empty_region_and_bad_shapes():
         mean_on_region(np.ones((2, 2)), np.ones((4, 4)))
     with pytest.raises(ValueError, match="region must be"):
         region_on_grid(np.ones((1, 4, 4)), (2, 2))
+
+
+def test_own_versus_other_counts_only_gaps_beyond_the_margin():
+    from refseg_core.word_attention import own_versus_other
+
+    tiny = own_versus_other([-0.009, -0.007])
+    assert "0 put more" in tiny and "2 differ by less (largest gap 0.009)" in tiny
+    assert "does not tell the two objects apart" in tiny
+    mixed = own_versus_other([0.05, -0.03, 0.01])
+    assert "1 put more" in mixed and "1 on the other target" in mixed and "1 differ by less" in mixed
+    assert "does not tell" not in mixed
