@@ -180,8 +180,8 @@ else:
 # a score of the papers' test protocol.
 # ````
 #
-# 3. Score the smoke CRIS run on its testA split,
-#    `python -m refseg_core evaluate --checkpoint ~/refseg-book/runs/smoke_cris/last.pt --split testA`, and execute
+# 3. Score the smoke CRIS run on its testA split (the run folder: its selected `best.pt`),
+#    `python -m refseg_core evaluate --checkpoint ~/refseg-book/runs/smoke_cris --split testA`, and execute
 #    this chapter again. Which table gains a row, and why has that row no paper number?
 #
 # ```{dropdown} Solution
