@@ -17,6 +17,18 @@ PRED_COLOR = (0.95, 0.30, 0.15)
 TARGET_COLOR = (0.10, 0.55, 0.95)
 
 
+def outline_target(ax, region, color=TARGET_COLOR, linewidth: float = 1.5) -> None:
+    """Outline the target ``region (H, W)`` (bool or [0, 1]) dashed on ``ax``; nothing for an empty one."""
+    if region is not None and np.asarray(region).any():
+        ax.contour(
+            np.asarray(region).astype(float),
+            levels=[0.5],
+            colors=[color],
+            linewidths=linewidth,
+            linestyles="dashed",
+        )
+
+
 def to_array(image) -> np.ndarray:
     """PIL image, (3, H, W) tensor in [0, 1] or (H, W, 3) array -> (H, W, 3) uint8."""
     if hasattr(image, "detach"):
@@ -54,14 +66,7 @@ def overlay(
     ax.imshow(img)
     if mask is not None and m.any():
         ax.contour(m.astype(float), levels=[0.5], colors=[color], linewidths=1.2)
-    if contour is not None and np.asarray(contour).any():
-        ax.contour(
-            np.asarray(contour).astype(float),
-            levels=[0.5],
-            colors=[contour_color],
-            linewidths=1.5,
-            linestyles="dashed",
-        )
+    outline_target(ax, contour, contour_color, 1.5)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -95,14 +100,7 @@ def heatmap(
         )
     else:
         im = ax.imshow(v, cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
-    if contour is not None and np.asarray(contour).any():
-        ax.contour(
-            np.asarray(contour).astype(float),
-            levels=[0.5],
-            colors=[TARGET_COLOR],
-            linewidths=1.3,
-            linestyles="dashed",
-        )
+    outline_target(ax, contour, TARGET_COLOR, 1.3)
     if colorbar:
         plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     ax.set_xticks([])
